@@ -1,0 +1,151 @@
+package issuer
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/tokengate/tokengate/internal/clients"
+	"github.com/tokengate/tokengate/internal/keys"
+)
+
+// Defaults of an issuer's options.
+const (
+	DefaultTokenTTL    = time.Hour
+	DefaultRefreshTTL  = 24 * time.Hour
+	DefaultKeyRotation = 30 * 24 * time.Hour
+)
+
+// Config is one OAuth 2.0 authorization server (the `oauth_issuer` global
+// option). Several Caddy instances whose configs name the same `issuer` URL
+// and share a storage act as one issuer: same keys, same refresh tokens.
+type Config struct {
+	// Issuer is the issuer identifier: an absolute http(s) URL with no query
+	// or fragment. It is the `iss` claim of every token and the base of the
+	// endpoint URLs in the metadata, so it must be the URL clients use to
+	// reach the site serving `oauth_token`. Required.
+	Issuer string `json:"issuer,omitempty"`
+
+	// SigningAlg is the JWS algorithm of new signing keys: ES256, EdDSA,
+	// RS256 or PS256. Default: ES256. Changing it makes a new key at once.
+	SigningAlg string `json:"signing_alg,omitempty"`
+
+	// TokenTTL is the lifetime of access tokens (the answer's `expires_in`).
+	// Default: 1h.
+	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`
+
+	// RefreshTTL is the lifetime of a refresh token; each redemption issues
+	// a new one with a fresh lifetime. Default: 24h.
+	RefreshTTL caddy.Duration `json:"refresh_ttl,omitempty"`
+
+	// KeyRotation is how long a generated signing key signs before a new one
+	// takes over. The new key is published ahead of use (half the interval,
+	// at most 1h) and a replaced key stays published until every token it
+	// signed has expired. Default: 720h (30 days).
+	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
+
+	// SigningKey is the path of a PEM private key (PKCS #8, SEC 1 or
+	// PKCS #1) to sign with instead of generated keys. It is never rotated;
+	// its kid is derived from the public key. Default: none (keys are
+	// generated and kept in Caddy's storage).
+	SigningKey string `json:"signing_key,omitempty"`
+
+	// Clients allowed to get tokens. At least one is required.
+	Clients []*clients.Config `json:"clients,omitempty"`
+}
+
+// resolve replaces placeholders such as {env.X} in the options that may hold
+// them and fills defaults. It works on a copy; the JSON config is untouched.
+func (c Config) resolve(repl *caddy.Replacer) (*Config, error) {
+	out := c
+	var err error
+	if out.Issuer, err = repl.ReplaceOrErr(c.Issuer, true, true); err != nil {
+		return nil, fmt.Errorf("issuer: %v", err)
+	}
+	if out.SigningKey, err = repl.ReplaceOrErr(c.SigningKey, true, true); err != nil {
+		return nil, fmt.Errorf("signing_key: %v", err)
+	}
+	out.Clients = make([]*clients.Config, len(c.Clients))
+	for i, cl := range c.Clients {
+		cc := *cl
+		// An unset env variable must not become an empty secret: ReplaceOrErr
+		// fails on unknown placeholders and on empty values.
+		if cc.Secret != "" {
+			if cc.Secret, err = repl.ReplaceOrErr(cl.Secret, true, true); err != nil {
+				return nil, fmt.Errorf("client %q: secret: %v", cl.ClientID, err)
+			}
+		}
+		if cc.SecretHash != "" {
+			if cc.SecretHash, err = repl.ReplaceOrErr(cl.SecretHash, true, true); err != nil {
+				return nil, fmt.Errorf("client %q: secret_hash: %v", cl.ClientID, err)
+			}
+		}
+		out.Clients[i] = &cc
+	}
+	if out.SigningAlg == "" && out.SigningKey == "" {
+		out.SigningAlg = keys.DefaultAlg
+	}
+	if out.TokenTTL == 0 {
+		out.TokenTTL = caddy.Duration(DefaultTokenTTL)
+	}
+	if out.RefreshTTL == 0 {
+		out.RefreshTTL = caddy.Duration(DefaultRefreshTTL)
+	}
+	if out.KeyRotation == 0 {
+		out.KeyRotation = caddy.Duration(DefaultKeyRotation)
+	}
+	return &out, out.validate()
+}
+
+func (c *Config) validate() error {
+	if c.Issuer == "" {
+		return errors.New("issuer: the issuer URL is required (e.g. issuer https://auth.example.com)")
+	}
+	u, err := url.Parse(c.Issuer)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("issuer: %q must be an absolute http(s) URL without query, fragment or user info", c.Issuer)
+	}
+	if c.SigningAlg != "" && !keys.ValidAlg(c.SigningAlg) {
+		return fmt.Errorf("signing_alg: unsupported algorithm %q (ES256, EdDSA, RS256, PS256)", c.SigningAlg)
+	}
+	if c.TokenTTL < 0 {
+		return errors.New("token_ttl: must be positive")
+	}
+	if c.RefreshTTL < 0 {
+		return errors.New("refresh_ttl: must be positive")
+	}
+	if time.Duration(c.KeyRotation) < time.Minute {
+		return errors.New("key_rotation: must be at least 1m")
+	}
+	if len(c.Clients) == 0 {
+		return errors.New("client: at least one client is required")
+	}
+	seen := make(map[string]bool, len(c.Clients))
+	for _, cl := range c.Clients {
+		if err := cl.Validate(); err != nil {
+			return err
+		}
+		if seen[cl.ClientID] {
+			return fmt.Errorf("client %q: duplicate client_id", cl.ClientID)
+		}
+		seen[cl.ClientID] = true
+	}
+	return nil
+}
+
+// maxTokenTTL is the longest access token lifetime any client gets.
+func (c *Config) maxTokenTTL() time.Duration {
+	m := time.Duration(c.TokenTTL)
+	for _, cl := range c.Clients {
+		m = max(m, time.Duration(cl.TokenTTL))
+	}
+	return m
+}
+
+// BaseURL is the issuer URL without a trailing slash, the base of the
+// endpoint URLs.
+func (c *Config) BaseURL() string { return strings.TrimSuffix(c.Issuer, "/") }

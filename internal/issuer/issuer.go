@@ -1,0 +1,294 @@
+// Package issuer is the core of an OAuth 2.0 authorization server: it
+// authenticates clients, issues RFC 9068 JWT access tokens and refresh
+// tokens, and exposes its keys to the validator in-process.
+package issuer
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"go.uber.org/zap"
+
+	"github.com/tokengate/tokengate/internal/clients"
+	"github.com/tokengate/tokengate/internal/keys"
+	"github.com/tokengate/tokengate/internal/refresh"
+)
+
+// AppName is the Caddy app (module ID) holding the issuers.
+const AppName = "tokengate"
+
+// DefaultName is the name of an issuer configured without one.
+const DefaultName = "default"
+
+// Provider is implemented by the tokengate app; handlers use it to find the
+// issuer they serve or trust without importing the app's package.
+type Provider interface {
+	Issuer(name string) (*Issuer, error)
+}
+
+// Issuer is a provisioned OAuth authorization server.
+type Issuer struct {
+	Name    string
+	Config  *Config // resolved: placeholders replaced, defaults filled
+	Keys    *keys.Manager
+	Clients *clients.Registry
+	Refresh *refresh.Store
+
+	// Now is the issuer's clock; tests replace it.
+	Now func() time.Time
+
+	logger *zap.Logger
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// StoragePrefix is where an issuer's state lives in Caddy's storage. It is
+// derived from the issuer URL, so instances that share a storage and an
+// issuer URL share keys and tokens, and distinct issuers never mix.
+func StoragePrefix(issuerURL string) string {
+	sum := sha256.Sum256([]byte(strings.TrimSuffix(issuerURL, "/")))
+	return "tokengate/issuers/" + hex.EncodeToString(sum[:8])
+}
+
+// New provisions an issuer: it resolves the config, builds the client
+// registry and loads (or makes) the signing keys from storage.
+func New(ctx context.Context, name string, cfg *Config, storage certmagic.Storage, logger *zap.Logger) (*Issuer, error) {
+	rc, err := cfg.resolve(caddy.NewReplacer())
+	if err != nil {
+		return nil, err
+	}
+	reg, err := clients.NewRegistry(rc.Clients)
+	if err != nil {
+		return nil, err
+	}
+	iss := &Issuer{Name: name, Config: rc, Clients: reg, Now: time.Now, logger: logger}
+	now := func() time.Time { return iss.Now() }
+	prefix := StoragePrefix(rc.Issuer)
+	kc := keys.Config{
+		Storage:     storage,
+		Prefix:      prefix,
+		Alg:         rc.SigningAlg,
+		Rotation:    time.Duration(rc.KeyRotation),
+		MaxTokenTTL: rc.maxTokenTTL(),
+		Now:         now,
+		Logger:      logger,
+	}
+	if rc.SigningKey != "" {
+		if kc.Static, err = keys.LoadPEM(rc.SigningKey); err != nil {
+			return nil, fmt.Errorf("signing_key: loading %q: %v", rc.SigningKey, err)
+		}
+	}
+	if iss.Keys, err = keys.New(kc); err != nil {
+		return nil, fmt.Errorf("signing_key: %v", err)
+	}
+	if err := iss.Keys.Load(ctx); err != nil {
+		return nil, fmt.Errorf("loading signing keys: %v", err)
+	}
+	iss.Refresh = &refresh.Store{Storage: storage, Prefix: prefix, Now: now, Logger: logger}
+	return iss, nil
+}
+
+// sweepInterval is how often expired refresh token records are deleted.
+const sweepInterval = time.Hour
+
+// Start runs the background work: key reload and rotation, and the sweep of
+// expired refresh tokens.
+func (i *Issuer) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	i.cancel = cancel
+	i.wg.Add(2)
+	go func() { defer i.wg.Done(); i.Keys.Maintain(ctx) }()
+	go func() {
+		defer i.wg.Done()
+		t := time.NewTicker(sweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if n, err := i.Refresh.Sweep(ctx); err != nil {
+					i.logger.Error("sweeping expired refresh tokens", zap.Error(err))
+				} else if n > 0 {
+					i.logger.Debug("swept expired refresh tokens", zap.Int("deleted", n))
+				}
+			}
+		}
+	}()
+}
+
+// Stop ends the background work and waits for it.
+func (i *Issuer) Stop() {
+	if i.cancel != nil {
+		i.cancel()
+		i.wg.Wait()
+	}
+}
+
+// Logger returns the issuer's logger.
+func (i *Issuer) Logger() *zap.Logger { return i.logger }
+
+// TokenTTL is the access token lifetime of a client.
+func (i *Issuer) TokenTTL(c *clients.Config) time.Duration {
+	if c.TokenTTL > 0 {
+		return time.Duration(c.TokenTTL)
+	}
+	return time.Duration(i.Config.TokenTTL)
+}
+
+// DefaultAudience is the `aud` of tokens for a client without `audience`.
+func (i *Issuer) DefaultAudience() []string { return []string{i.Config.Issuer} }
+
+// Audience is the `aud` a client's tokens carry when not narrowed.
+func (i *Issuer) Audience(c *clients.Config) []string {
+	if len(c.Audience) > 0 {
+		return c.Audience
+	}
+	return i.DefaultAudience()
+}
+
+// Claims are the claims of an access token (RFC 9068 §2.2).
+type Claims struct {
+	Issuer    string   `json:"iss"`
+	Subject   string   `json:"sub"`
+	Audience  Audience `json:"aud"`
+	Expiry    int64    `json:"exp"`
+	NotBefore int64    `json:"nbf"`
+	IssuedAt  int64    `json:"iat"`
+	JTI       string   `json:"jti"`
+	ClientID  string   `json:"client_id"`
+	Scope     string   `json:"scope,omitempty"`
+}
+
+// Audience is the `aud` claim: a string when it holds one value (the form
+// most libraries expect), an array otherwise.
+type Audience []string
+
+// MarshalJSON writes one audience as a string.
+func (a Audience) MarshalJSON() ([]byte, error) {
+	if len(a) == 1 {
+		return json.Marshal(a[0])
+	}
+	return json.Marshal([]string(a))
+}
+
+// UnmarshalJSON reads a string or an array of strings.
+func (a *Audience) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*a = Audience{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return err
+	}
+	*a = many
+	return nil
+}
+
+// AccessToken is a signed access token and what it says.
+type AccessToken struct {
+	Token  string
+	Claims Claims
+	TTL    time.Duration
+}
+
+// Issue signs an access token for a client with the given scopes and
+// audience, both already checked against what the client is allowed.
+func (i *Issuer) Issue(c *clients.Config, scopes, aud []string) (*AccessToken, error) {
+	key, err := i.Keys.Current()
+	if err != nil {
+		return nil, err
+	}
+	jti, err := randomID()
+	if err != nil {
+		return nil, err
+	}
+	now := i.Now()
+	ttl := i.TokenTTL(c)
+	cl := Claims{
+		Issuer:    i.Config.Issuer,
+		Subject:   c.ClientID,
+		Audience:  aud,
+		Expiry:    now.Add(ttl).Unix(),
+		NotBefore: now.Unix(),
+		IssuedAt:  now.Unix(),
+		JTI:       jti,
+		ClientID:  c.ClientID,
+		Scope:     strings.Join(scopes, " "),
+	}
+	payload, err := json.Marshal(cl)
+	if err != nil {
+		return nil, err
+	}
+	hdr := jws.NewHeaders()
+	for name, v := range map[string]any{jws.TypeKey: "at+jwt", jws.KeyIDKey: key.KID} {
+		if err := hdr.Set(name, v); err != nil {
+			return nil, err
+		}
+	}
+	tok, err := jws.Sign(payload, jws.WithKey(key.Alg, key.Private, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		return nil, fmt.Errorf("signing access token: %v", err)
+	}
+	return &AccessToken{Token: string(tok), Claims: cl, TTL: ttl}, nil
+}
+
+// Metadata is the RFC 8414 authorization server metadata.
+func (i *Issuer) Metadata() map[string]any {
+	base := i.Config.BaseURL()
+	grants := map[string]bool{clients.GrantClientCredentials: true}
+	scopeSet := map[string]bool{}
+	var scopes []string
+	for _, c := range i.Config.Clients {
+		if c.Allows(clients.GrantRefreshToken) {
+			grants[clients.GrantRefreshToken] = true
+		}
+		for _, s := range c.Scopes {
+			if !scopeSet[s] {
+				scopeSet[s] = true
+				scopes = append(scopes, s)
+			}
+		}
+	}
+	grantList := []string{clients.GrantClientCredentials}
+	if grants[clients.GrantRefreshToken] {
+		grantList = append(grantList, clients.GrantRefreshToken)
+	}
+	return map[string]any{
+		"issuer":                                i.Config.Issuer,
+		"token_endpoint":                        base + TokenPath,
+		"jwks_uri":                              base + JWKSPath,
+		"grant_types_supported":                 grantList,
+		"response_types_supported":              []string{},
+		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"scopes_supported":                      append([]string{}, scopes...),
+	}
+}
+
+// Endpoint paths, relative to the issuer URL.
+const (
+	TokenPath    = "/oauth/token"
+	JWKSPath     = "/.well-known/jwks.json"
+	MetadataPath = "/.well-known/oauth-authorization-server"
+)
+
+func randomID() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
