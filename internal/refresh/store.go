@@ -114,10 +114,13 @@ func (s *Store) issueIn(ctx context.Context, famID string, g Grant, exp time.Tim
 }
 
 // Redeem exchanges a refresh token of clientID for its grant and a new
-// refresh token valid for ttl. It holds the storage lock of the token's
+// refresh token valid for ttl. check, when not nil, vets the grant before
+// anything changes: its error is returned as is and the token stays
+// unredeemed (a request asking for too wide a scope must not cost the client
+// its refresh token). Redeem holds the storage lock of the token's
 // family, so that of two instances redeeming the same token at the same
 // moment exactly one succeeds (and the other revokes the family).
-func (s *Store) Redeem(ctx context.Context, token, clientID string, ttl time.Duration) (Grant, string, error) {
+func (s *Store) Redeem(ctx context.Context, token, clientID string, ttl time.Duration, check func(Grant) error) (Grant, string, error) {
 	if len(token) != tokenLen {
 		return Grant{}, "", ErrInvalid
 	}
@@ -163,6 +166,11 @@ func (s *Store) Redeem(ctx context.Context, token, clientID string, ttl time.Dur
 	}
 	if !now.Before(rec.Expires) {
 		return Grant{}, "", ErrInvalid
+	}
+	if check != nil {
+		if err := check(rec.Grant); err != nil {
+			return Grant{}, "", err
+		}
 	}
 	exp := now.Add(ttl)
 	// Store the successor before marking this one redeemed: a crash between

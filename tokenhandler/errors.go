@@ -1,0 +1,81 @@
+package tokenhandler
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// oauthError is an RFC 6749 §5.2 error answer.
+type oauthError struct {
+	status      int
+	Code        string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+	// basic asks the client for Basic credentials (WWW-Authenticate), as
+	// RFC 6749 §5.2 requires when the client tried the Authorization header.
+	basic bool
+	// retryAfter, in seconds, is sent with 429 answers.
+	retryAfter int
+}
+
+func (e *oauthError) Error() string { return e.Code + ": " + e.Description }
+
+func errInvalidRequest(desc string) *oauthError {
+	return &oauthError{status: http.StatusBadRequest, Code: "invalid_request", Description: desc}
+}
+
+func errInvalidClient(basic bool) *oauthError {
+	return &oauthError{status: http.StatusUnauthorized, Code: "invalid_client", Description: "client authentication failed", basic: basic}
+}
+
+func errInvalidGrant(desc string) *oauthError {
+	return &oauthError{status: http.StatusBadRequest, Code: "invalid_grant", Description: desc}
+}
+
+func errUnauthorizedClient(desc string) *oauthError {
+	return &oauthError{status: http.StatusBadRequest, Code: "unauthorized_client", Description: desc}
+}
+
+func errUnsupportedGrant(desc string) *oauthError {
+	return &oauthError{status: http.StatusBadRequest, Code: "unsupported_grant_type", Description: desc}
+}
+
+func errInvalidScope(desc string) *oauthError {
+	return &oauthError{status: http.StatusBadRequest, Code: "invalid_scope", Description: desc}
+}
+
+func errInvalidTarget(desc string) *oauthError {
+	return &oauthError{status: http.StatusBadRequest, Code: "invalid_target", Description: desc}
+}
+
+// noStore marks an answer as not to be cached: token answers carry
+// credentials, and error answers must not be replayed either.
+func noStore(h http.Header) {
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+}
+
+// writeJSON writes v as the JSON body of an answer with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, err = w.Write(body)
+	return err
+}
+
+func (h *Handler) writeError(w http.ResponseWriter, e *oauthError) error {
+	hdr := w.Header()
+	noStore(hdr)
+	if e.basic {
+		hdr.Set("WWW-Authenticate", `Basic realm="`+h.realm+`", charset="UTF-8"`)
+	}
+	if e.retryAfter > 0 {
+		hdr.Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
+	return writeJSON(w, e.status, e)
+}

@@ -1,0 +1,215 @@
+package tokenhandler
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/tokengate/tokengate/internal/clients"
+	"github.com/tokengate/tokengate/internal/refresh"
+)
+
+// tokenResponse is the successful answer of RFC 6749 §5.1, in the order
+// the product spec shows it.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+// serveToken answers POST /oauth/token.
+func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request) error {
+	noStore(w.Header())
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return h.writeError(w, &oauthError{status: http.StatusMethodNotAllowed, Code: "invalid_request", Description: "the token endpoint accepts only POST"})
+	}
+	tr, oe := parseTokenRequest(w, r)
+	if oe != nil {
+		return h.refuse(w, "", oe)
+	}
+	switch tr.grantType {
+	case "":
+		return h.refuse(w, "", errInvalidRequest("grant_type is required"))
+	case clients.GrantClientCredentials, clients.GrantRefreshToken:
+	default:
+		return h.refuse(w, "", errUnsupportedGrant("supported grant types: client_credentials, refresh_token"))
+	}
+	if tr.noCredentials {
+		return h.refuse(w, "", errInvalidClient(true))
+	}
+	client, err := h.iss.Clients.Authenticate(tr.clientID, tr.clientSecret)
+	if errors.Is(err, clients.ErrInvalidClient) {
+		return h.refuse(w, tr.clientID, errInvalidClient(tr.basic))
+	}
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	if !client.Allows(tr.grantType) {
+		return h.refuse(w, client.ClientID, errUnauthorizedClient("the client may not use the "+tr.grantType+" grant"))
+	}
+	if tr.grantType == clients.GrantRefreshToken {
+		return h.refreshGrant(w, r, client, tr)
+	}
+	scopes, oe := narrowScopes(tr, client.Scopes)
+	if oe != nil {
+		return h.refuse(w, client.ClientID, oe)
+	}
+	aud, oe := narrowAudience(tr, h.iss.Audience(client))
+	if oe != nil {
+		return h.refuse(w, client.ClientID, oe)
+	}
+	refreshToken := ""
+	if client.Allows(clients.GrantRefreshToken) {
+		// The refresh grant keeps the client's full scope and audience, so a
+		// narrowed access token does not narrow what can be refreshed
+		// (RFC 6749 §6).
+		g := refresh.Grant{ClientID: client.ClientID, Scopes: client.Scopes, Audience: h.iss.Audience(client)}
+		if refreshToken, err = h.iss.Refresh.Issue(r.Context(), g, h.refreshTTL()); err != nil {
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+	}
+	return h.grant(w, client, tr, scopes, aud, refreshToken)
+}
+
+// refreshGrant redeems a refresh token (RFC 6749 §6), rotating it.
+func (h *Handler) refreshGrant(w http.ResponseWriter, r *http.Request, client *clients.Config, tr *tokenRequest) error {
+	if tr.refreshToken == "" {
+		return h.refuse(w, client.ClientID, errInvalidRequest("refresh_token is required"))
+	}
+	var scopes, aud []string
+	check := func(g refresh.Grant) error {
+		// What the client may have now bounds what an old grant gives.
+		allowed := intersect(g.Scopes, client.Scopes)
+		var oe *oauthError
+		if scopes, oe = narrowScopes(tr, allowed); oe != nil {
+			return oe
+		}
+		if aud, oe = narrowAudience(tr, intersect(g.Audience, h.iss.Audience(client))); oe != nil {
+			return oe
+		}
+		if len(aud) == 0 {
+			return errInvalidGrant("the refresh token's audience is no longer allowed")
+		}
+		return nil
+	}
+	_, next, err := h.iss.Refresh.Redeem(r.Context(), tr.refreshToken, client.ClientID, h.refreshTTL(), check)
+	var oe *oauthError
+	switch {
+	case errors.As(err, &oe):
+		return h.refuse(w, client.ClientID, oe)
+	case errors.Is(err, refresh.ErrInvalid), errors.Is(err, refresh.ErrReused):
+		return h.refuse(w, client.ClientID, errInvalidGrant(err.Error()))
+	case err != nil:
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	return h.grant(w, client, tr, scopes, aud, next)
+}
+
+// grant signs the access token and writes the answer.
+func (h *Handler) grant(w http.ResponseWriter, client *clients.Config, tr *tokenRequest, scopes, aud []string, refreshToken string) error {
+	at, err := h.iss.Issue(client, scopes, aud)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	resp := tokenResponse{
+		AccessToken:  at.Token,
+		TokenType:    "Bearer",
+		ExpiresIn:    int64(at.TTL.Seconds()),
+		RefreshToken: refreshToken,
+	}
+	if tr.hasScope && !slices.Equal(scopes, client.Scopes) {
+		// RFC 6749 §5.1: the scope is returned when it is not what the
+		// client would get by default.
+		resp.Scope = at.Claims.Scope
+	}
+	h.logger.Debug("access token issued",
+		zap.String("client_id", client.ClientID),
+		zap.String("grant_type", tr.grantType),
+		zap.String("jti", at.Claims.JTI),
+		zap.String("scope", at.Claims.Scope))
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+func (h *Handler) refuse(w http.ResponseWriter, clientID string, oe *oauthError) error {
+	h.logger.Debug("token request refused",
+		zap.String("client_id", clientID),
+		zap.String("error", oe.Code),
+		zap.String("reason", oe.Description))
+	return h.writeError(w, oe)
+}
+
+// narrowScopes returns the scopes to grant: all allowed ones when the
+// request names none, else the requested ones, each of which must be allowed.
+func narrowScopes(tr *tokenRequest, allowed []string) ([]string, *oauthError) {
+	requested := strings.Fields(tr.scope)
+	if len(requested) == 0 {
+		return allowed, nil
+	}
+	var out []string
+	for _, s := range requested {
+		if !clients.ValidScopeToken(s) || !slices.Contains(allowed, s) {
+			return nil, errInvalidScope("scope " + quoteSafe(s) + " is not allowed for this client")
+		}
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// narrowAudience applies RFC 8707 resource parameters: each must be one of
+// the allowed audiences, and together they become the token's aud.
+func narrowAudience(tr *tokenRequest, allowed []string) ([]string, *oauthError) {
+	if len(tr.resources) == 0 {
+		return allowed, nil
+	}
+	var out []string
+	for _, res := range tr.resources {
+		if !slices.Contains(allowed, res) {
+			return nil, errInvalidTarget("resource " + quoteSafe(res) + " is not an audience of this client")
+		}
+		if !slices.Contains(out, res) {
+			out = append(out, res)
+		}
+	}
+	return out, nil
+}
+
+func intersect(a, b []string) []string {
+	var out []string
+	for _, v := range a {
+		if slices.Contains(b, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// quoteSafe bounds and sanitizes a client-supplied value for an error
+// description (RFC 6749 limits it to printable ASCII without " and \).
+func quoteSafe(s string) string {
+	const maxLen = 64
+	if len(s) > maxLen {
+		s = s[:maxLen] + "..."
+	}
+	var b strings.Builder
+	b.WriteByte('\'')
+	for _, c := range []byte(s) {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			c = '?'
+		}
+		b.WriteByte(c)
+	}
+	b.WriteByte('\'')
+	return b.String()
+}
+
+func (h *Handler) refreshTTL() time.Duration { return time.Duration(h.iss.Config.RefreshTTL) }
