@@ -57,7 +57,10 @@ func NewRegistry(cfgs []*Config) (*Registry, error) {
 			}
 			c.comparer, c.hash = cmp, []byte(cfg.SecretHash)
 			if r.fake == nil {
-				r.fake = &client{comparer: cmp, hash: cmp.(caddyauth.Hasher).FakeHash()}
+				// A real client's hash, with its real cost: a constant fake
+				// hash of another cost would tell unknown ids apart by time.
+				// A match against it is still refused (the id is unknown).
+				r.fake = &client{comparer: cmp, hash: c.hash}
 			}
 		} else {
 			sum := sha256.Sum256([]byte(cfg.Secret))
