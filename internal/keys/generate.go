@@ -130,10 +130,20 @@ func ParsePEM(data []byte) (crypto.Signer, error) {
 		switch block.Type {
 		case "PRIVATE KEY":
 			return parsePrivate(block.Bytes)
+		// Return the typed results through a nil check: returning them
+		// directly would turn a nil *ecdsa.PrivateKey into a non-nil Signer.
 		case "EC PRIVATE KEY":
-			return x509.ParseECPrivateKey(block.Bytes)
+			k, err := x509.ParseECPrivateKey(block.Bytes)
+			if err != nil {
+				return nil, err
+			}
+			return k, nil
 		case "RSA PRIVATE KEY":
-			return x509.ParsePKCS1PrivateKey(block.Bytes)
+			k, err := x509.ParsePKCS1PrivateKey(block.Bytes)
+			if err != nil {
+				return nil, err
+			}
+			return k, nil
 		}
 	}
 }

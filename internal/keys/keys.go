@@ -212,7 +212,13 @@ func (m *Manager) Lookup(ctx context.Context, kid string) (*Key, bool) {
 		return nil, false
 	}
 	m.reloadMu.Lock()
-	due := m.cfg.Now().Sub(m.lastReload) >= reloadMinInterval || m.lastReload.After(m.cfg.Now())
+	now := m.cfg.Now()
+	due := now.Sub(m.lastReload) >= reloadMinInterval || m.lastReload.After(now)
+	if due {
+		// Claim the reread now: concurrent lookups that also found the kid
+		// unknown must not each reread the storage once this one is done.
+		m.lastReload = now
+	}
 	m.reloadMu.Unlock()
 	if !due {
 		return nil, false
@@ -221,7 +227,11 @@ func (m *Manager) Lookup(ctx context.Context, kid string) (*Key, bool) {
 		m.cfg.Logger.Warn("rereading signing keys for an unknown kid", zap.Error(err))
 		return nil, false
 	}
-	k, ok := m.snap.Load().byKID[kid]
+	s := m.snap.Load()
+	if s == nil {
+		return nil, false // the storage holds no keys yet
+	}
+	k, ok := s.byKID[kid]
 	return k, ok
 }
 
@@ -315,11 +325,18 @@ func (m *Manager) rotateIfDue(ctx context.Context) error {
 	if !m.due(m.snap.Load()) {
 		return nil
 	}
+	now := m.cfg.Now()
 	var old []*Key
 	if s := m.snap.Load(); s != nil {
-		old = s.keys
+		for _, k := range s.keys {
+			// A key still waiting to sign has signed nothing; it is only
+			// found here when its algorithm is no longer the configured one,
+			// and it must not take over from the key made now.
+			if !k.Activates.After(now) {
+				old = append(old, k)
+			}
+		}
 	}
-	now := m.cfg.Now()
 	activates := now.Add(m.lead())
 	if cur, err := m.Current(); err != nil || cur.Alg.String() != m.cfg.Alg {
 		// Nothing signs yet, or the operator chose another algorithm:
@@ -355,11 +372,11 @@ func (m *Manager) due(s *snapshot) bool {
 	}
 	newest := s.keys[len(s.keys)-1]
 	now := m.cfg.Now()
+	if newest.Alg.String() != m.cfg.Alg {
+		return true // even over a waiting successor: a changed alg applies at once
+	}
 	if newest.Activates.After(now) {
 		return false // a successor is already published and waiting
-	}
-	if newest.Alg.String() != m.cfg.Alg {
-		return true
 	}
 	return now.Sub(newest.Activates) >= m.cfg.Rotation-m.lead()
 }
