@@ -1,0 +1,435 @@
+package validator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/tokengate/tokengate/internal/clients"
+	"github.com/tokengate/tokengate/internal/issuer"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Defaults of the handler's options.
+const (
+	DefaultLeeway = 30 * time.Second
+	DefaultRealm  = "restricted"
+)
+
+// Handler is the `bearer_auth` middleware: it lets a request through only
+// with a valid OAuth 2.0 access token (a JWT) in its `Authorization: Bearer`
+// header, issued by the issuer the route trusts, for one of the route's
+// audiences, and granting all of the route's scopes.
+//
+// A refused request never reaches the next handler. It gets a 401 with
+// `WWW-Authenticate: Bearer realm="…"` when it carries no bearer token,
+// a 401 with `error="invalid_token"` and a generic `error_description` when
+// the token is bad (malformed, badly signed, expired, revoked, for another
+// issuer or audience), a 403 with `error="insufficient_scope"` and the
+// route's `scope` when the token lacks a scope or a required claim, and a
+// 400 with `error="invalid_request"` when the request has several
+// Authorization headers. The refusal is returned as a Caddy handler error,
+// so `handle_errors` routes can shape the answer.
+//
+// On success it sets these placeholders for the rest of the route (e.g. for
+// `reverse_proxy`'s `header_up`):
+//
+//	{http.auth.user.id}           the token's sub
+//	{http.auth.user.client_id}    client_id (or azp)
+//	{http.auth.user.scope}        granted scopes, space-separated
+//	{http.auth.user.iss}          iss
+//	{http.auth.user.aud}          aud values, comma-separated
+//	{http.auth.user.jti}          jti
+//	{http.auth.user.exp}          exp, Unix seconds
+//	{http.auth.user.claims.NAME}  any claim: strings as they are, other
+//	                              values as compact JSON
+//
+// Verified tokens are cached (by SHA-256, until their expiry at the
+// latest), so a client reusing its token costs a hash and a lookup rather
+// than a signature check; each request still checks expiry, revocation,
+// audience, scopes and claims.
+type Handler struct {
+	// Issuer is the issuer whose tokens are accepted: the name of an
+	// `oauth_issuer` of this Caddy instance (its keys are read in process,
+	// so rotations are seen at once), or the http(s) URL of a remote
+	// issuer (its `iss` value exactly; its keys are fetched from its JWKS).
+	// Placeholders such as {env.ISSUER} are replaced when the config loads.
+	// Default: the local issuer "default".
+	Issuer string `json:"issuer,omitempty"`
+
+	// JWKSURL is the JWK set of a remote issuer that offers neither RFC 8414
+	// nor OpenID Connect discovery. Not allowed with a local issuer.
+	// Default: found by discovery at `<issuer>/.well-known/oauth-authorization-server`,
+	// then `<issuer>/.well-known/openid-configuration`.
+	JWKSURL string `json:"jwks_url,omitempty"`
+
+	// Audience lists the accepted audiences: the token's `aud` must contain
+	// one of them. Required with a remote issuer. Default for a local
+	// issuer: its issuer URL, the audience of tokens of clients configured
+	// without `audience`.
+	Audience []string `json:"audience,omitempty"`
+
+	// Scopes the token must all grant (in its `scope` claim, or `scp`).
+	// Default: none.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// Claims are further requirements on the token: for each claim name,
+	// the claim (or, for an array claim, one of its elements) must equal one
+	// of the listed values. Numbers and booleans compare as their JSON text.
+	// All listed claims must match; a mismatch is a 403. Default: none.
+	Claims map[string][]string `json:"claims,omitempty"`
+
+	// Leeway is the clock skew tolerated on exp, nbf and iat.
+	// Default: 30s. The smallest meaningful value is 1s.
+	Leeway caddy.Duration `json:"leeway,omitempty"`
+
+	// RequireTyp makes a remote issuer's tokens need the RFC 9068 header
+	// `typ: at+jwt` (or `application/at+jwt`), which keeps ID tokens and
+	// other JWTs signed by the same keys out. Default: false, since many
+	// identity providers still send `typ: JWT`. Tokens of a local issuer
+	// always need it.
+	RequireTyp bool `json:"require_typ,omitempty"`
+
+	// Realm is the realm of the WWW-Authenticate challenge.
+	// Default: "restricted".
+	Realm string `json:"realm,omitempty"`
+
+	// AllowPreflight lets CORS preflight requests (OPTIONS with Origin and
+	// Access-Control-Request-Method headers) through without a token, since
+	// browsers never send credentials with them. Default: false.
+	AllowPreflight bool `json:"allow_preflight,omitempty"`
+
+	// StripAuthorization removes the Authorization header from the request
+	// once the token is accepted, so the upstream never sees the token.
+	// Default: false (the header is passed on).
+	StripAuthorization bool `json:"strip_authorization,omitempty"`
+
+	// RefreshInterval is how often a remote issuer's JWK set is refetched.
+	// A token naming an unknown kid also causes a refetch, at most once per
+	// 30s (or per refresh interval, if shorter). Default: 5m.
+	RefreshInterval caddy.Duration `json:"refresh_interval,omitempty"`
+
+	issuerID   string   // the exact iss accepted
+	audience   []string // resolved
+	local      bool
+	src        keySource
+	remote     *remoteKeys
+	poolKey    *remoteKey
+	revocation RevocationChecker
+	now        func() time.Time
+	noCache    bool // benchmarks measure the cold path with it
+
+	challenge      string // no token
+	scopeChallenge string // insufficient_scope, without error_description
+	logger         *zap.Logger
+}
+
+// RevocationChecker is implemented by an issuer that can revoke access
+// tokens before they expire. When the local issuer implements it, tokens
+// whose jti it reports revoked are refused (401 invalid_token).
+type RevocationChecker interface {
+	IsRevoked(jti string) bool
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.bearer_auth",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision resolves the trusted issuer and its keys.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+	name, err := repl.ReplaceOrErr(h.Issuer, true, true)
+	if err != nil && h.Issuer != "" {
+		return fmt.Errorf("issuer: %v", err)
+	}
+	if name == "" {
+		name = issuer.DefaultName
+	}
+	jwksURL, err := repl.ReplaceOrErr(h.JWKSURL, true, true)
+	if err != nil && h.JWKSURL != "" {
+		return fmt.Errorf("jwks_url: %v", err)
+	}
+	h.audience = make([]string, 0, len(h.Audience))
+	for _, a := range h.Audience {
+		ra, err := repl.ReplaceOrErr(a, true, true)
+		if err != nil {
+			return fmt.Errorf("audience: %v", err)
+		}
+		h.audience = append(h.audience, ra)
+	}
+	if isURL(name) {
+		return h.provisionRemote(name, jwksURL)
+	}
+	if jwksURL != "" {
+		return fmt.Errorf("jwks_url: not allowed with the local issuer %q (its keys are read in process)", name)
+	}
+	app, err := ctx.App(issuer.AppName)
+	if err != nil {
+		return fmt.Errorf("issuer %q: loading the %s app: %v", name, issuer.AppName, err)
+	}
+	prov, ok := app.(issuer.Provider)
+	if !ok {
+		return fmt.Errorf("issuer %q: the %s app provides no issuers", name, issuer.AppName)
+	}
+	iss, err := prov.Issuer(name)
+	if err != nil {
+		return fmt.Errorf("issuer: %v", err)
+	}
+	return h.provisionLocal(iss)
+}
+
+// isURL tells an issuer URL from an issuer name.
+func isURL(s string) bool { return strings.Contains(s, "://") }
+
+// provisionLocal trusts an issuer of this instance.
+func (h *Handler) provisionLocal(iss *issuer.Issuer) error {
+	h.local = true
+	h.issuerID = iss.Config.Issuer
+	h.src = localKeys{m: iss.Keys}
+	if len(h.audience) == 0 {
+		h.audience = iss.DefaultAudience()
+	}
+	if rc, ok := any(iss).(RevocationChecker); ok {
+		h.revocation = rc
+	}
+	if h.now == nil {
+		h.now = func() time.Time { return iss.Now() }
+	}
+	return h.provisionCommon()
+}
+
+// provisionRemote trusts a remote issuer, sharing its key fetcher with the
+// other routes that trust it.
+func (h *Handler) provisionRemote(iss, jwksURL string) error {
+	if err := checkHTTPURL(iss); err != nil {
+		return fmt.Errorf("issuer: %v", err)
+	}
+	if jwksURL != "" {
+		if err := checkHTTPURL(jwksURL); err != nil {
+			return fmt.Errorf("jwks_url: %v", err)
+		}
+	}
+	if len(h.audience) == 0 {
+		return fmt.Errorf("audience: required with the remote issuer %q (the token's aud must name this API)", iss)
+	}
+	h.issuerID = iss
+	refresh := time.Duration(h.RefreshInterval)
+	if refresh <= 0 {
+		refresh = DefaultRefreshInterval
+	}
+	key := remoteKey{issuer: iss, jwksURL: jwksURL, refresh: refresh}
+	logger := h.logger
+	v, _, err := remotePool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		f := newRemoteKeys(iss, jwksURL, refresh, logger)
+		f.start(provisionTimeout)
+		return f, nil
+	})
+	if err != nil {
+		return fmt.Errorf("issuer %q: %v", iss, err)
+	}
+	h.poolKey = &key
+	h.remote = v.(*remoteKeys)
+	h.src = h.remote
+	if h.now == nil {
+		h.now = time.Now
+	}
+	return h.provisionCommon()
+}
+
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
+		return fmt.Errorf("%q is not an absolute http(s) URL", s)
+	}
+	return nil
+}
+
+func (h *Handler) provisionCommon() error {
+	if h.logger == nil {
+		h.logger = zap.NewNop()
+	}
+	if h.Leeway == 0 {
+		h.Leeway = caddy.Duration(DefaultLeeway)
+	}
+	if h.Realm == "" {
+		h.Realm = DefaultRealm
+	}
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	h.challenge = fmt.Sprintf(`Bearer realm="%s"`, h.Realm)
+	h.scopeChallenge = fmt.Sprintf(`Bearer realm="%s", error="insufficient_scope"`, h.Realm)
+	if len(h.Scopes) > 0 {
+		h.scopeChallenge += fmt.Sprintf(`, scope="%s"`, strings.Join(h.Scopes, " "))
+	}
+	return nil
+}
+
+// Validate checks the options.
+func (h *Handler) Validate() error {
+	if h.Leeway < 0 {
+		return errors.New("leeway: must not be negative")
+	}
+	if h.RefreshInterval < 0 {
+		return errors.New("refresh_interval: must not be negative")
+	}
+	if !validQuoted(h.Realm) {
+		return fmt.Errorf("realm: %q must not contain quotes, backslashes or control characters", h.Realm)
+	}
+	for _, a := range h.Audience {
+		if a == "" {
+			return errors.New("audience: empty value")
+		}
+	}
+	for _, s := range h.Scopes {
+		if !clients.ValidScopeToken(s) {
+			return fmt.Errorf("scopes: invalid scope %q", s)
+		}
+	}
+	for name, vals := range h.Claims {
+		if name == "" {
+			return errors.New("claim: empty claim name")
+		}
+		if len(vals) == 0 {
+			return fmt.Errorf("claim %q: at least one value is required", name)
+		}
+	}
+	return nil
+}
+
+// validQuoted reports whether s can go into a quoted-string unescaped.
+func validQuoted(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// Cleanup releases the remote issuer's key fetcher.
+func (h *Handler) Cleanup() error {
+	if h.poolKey != nil {
+		if _, err := remotePool.Delete(*h.poolKey); err != nil {
+			return fmt.Errorf("releasing the key fetcher of %q: %v", h.poolKey.issuer, err)
+		}
+		h.poolKey = nil
+	}
+	return nil
+}
+
+// ServeHTTP checks the bearer token and passes the request on when it is
+// good; otherwise it answers the refusal as a handler error.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.AllowPreflight && isPreflight(r) {
+		return next.ServeHTTP(w, r)
+	}
+	c, err := h.authenticate(r.Context(), r.Header["Authorization"])
+	if err != nil {
+		return h.refuse(w, r, err)
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Map(c.placeholder)
+	}
+	if h.StripAuthorization {
+		r.Header.Del("Authorization")
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// isPreflight reports whether r is a CORS preflight request.
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" &&
+		r.Header.Get("Access-Control-Request-Method") != ""
+}
+
+// refusal is a refused request: its status, the error code of the
+// challenge, and the reason.
+type refusal struct {
+	status int
+	code   string // RFC 6750 error code; empty when no token was sent
+	reason error
+}
+
+func (e *refusal) Error() string {
+	if e.code == "" {
+		return e.reason.Error()
+	}
+	return e.code + ": " + e.reason.Error()
+}
+
+func (e *refusal) Unwrap() error { return e.reason }
+
+// classify maps a reason to its answer.
+func classify(reason error) *refusal {
+	switch reason {
+	case errNoToken:
+		return &refusal{status: http.StatusUnauthorized, reason: reason}
+	case errDuplicateAuth:
+		return &refusal{status: http.StatusBadRequest, code: "invalid_request", reason: reason}
+	case errInsufficient, errClaimMismatch:
+		return &refusal{status: http.StatusForbidden, code: "insufficient_scope", reason: reason}
+	}
+	return &refusal{status: http.StatusUnauthorized, code: "invalid_token", reason: reason}
+}
+
+// refuse sets the challenge and returns the refusal as a handler error.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, reason error) error {
+	rf := classify(reason)
+	var challenge string
+	switch rf.code {
+	case "":
+		challenge = h.challenge
+	case "insufficient_scope":
+		challenge = h.scopeChallenge + `, error_description="` + reason.Error() + `"`
+	default:
+		challenge = h.challenge + `, error="` + rf.code + `", error_description="` + reason.Error() + `"`
+	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	if ce := h.logger.Check(zap.DebugLevel, "bearer token refused"); ce != nil {
+		ce.Write(zap.String("remote_ip", r.RemoteAddr), zap.Int("status", rf.status), zap.String("reason", reason.Error()))
+	}
+	return caddyhttp.Error(rf.status, rf)
+}
+
+// authenticate verifies the token of the Authorization header values and
+// checks it against the route's requirements.
+func (h *Handler) authenticate(ctx context.Context, auth []string) (*Claims, error) {
+	tok, err := bearerToken(auth)
+	if err != nil {
+		return nil, err
+	}
+	e, err := h.verify(ctx, tok)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.check(e); err != nil {
+		return nil, err
+	}
+	return e.claims, nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddy.Destructor            = (*remoteKeys)(nil)
+)

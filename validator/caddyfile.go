@@ -1,0 +1,132 @@
+package validator
+
+import (
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("bearer_auth", parseCaddyfile)
+	// After basic_auth, where Caddy's own authentication sits; oauth_token
+	// goes before it, so the token endpoint is never behind bearer_auth.
+	httpcaddyfile.RegisterDirectiveOrder("bearer_auth", httpcaddyfile.After, "basic_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var ba Handler
+	err := ba.UnmarshalCaddyfile(h.Dispenser)
+	return &ba, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	bearer_auth [<matcher>] {
+//	    issuer              <name|url>          # default: the local issuer "default"
+//	    jwks_url            <url>               # remote issuer without discovery
+//	    audience            <aud...>            # required for a remote issuer
+//	    scopes              <scope...>          # all required
+//	    claim               <name> <value...>   # one of the values required; repeatable
+//	    leeway              <duration>          # default: 30s; at least 1s
+//	    require_typ                             # remote issuer: typ must be at+jwt
+//	    realm               <realm>             # default: restricted
+//	    allow_preflight                         # CORS preflights pass without a token
+//	    strip_authorization                     # the upstream never sees the token
+//	    refresh_interval    <duration>          # remote JWKS refetch; default: 5m
+//	}
+//
+// With no block, tokens of the local issuer "default" for its default
+// audience are accepted. audience, scopes and claim may be repeated; their
+// values add up.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "audience", "scopes", "claim":
+		default:
+			if seen[opt] {
+				return d.Errf("%s: specified more than once", opt)
+			}
+		}
+		seen[opt] = true
+		switch opt {
+		case "issuer", "jwks_url", "realm":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			switch opt {
+			case "issuer":
+				h.Issuer = v
+			case "jwks_url":
+				h.JWKSURL = v
+			case "realm":
+				h.Realm = v
+			}
+		case "audience", "scopes":
+			vals := d.RemainingArgs()
+			if len(vals) == 0 {
+				return d.ArgErr()
+			}
+			if opt == "audience" {
+				h.Audience = append(h.Audience, vals...)
+			} else {
+				h.Scopes = append(h.Scopes, vals...)
+			}
+		case "claim":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.ArgErr()
+			}
+			if h.Claims == nil {
+				h.Claims = map[string][]string{}
+			}
+			h.Claims[args[0]] = append(h.Claims[args[0]], args[1:]...)
+		case "leeway", "refresh_interval":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil {
+				return d.Errf("%s: %v", opt, err)
+			}
+			if dur < time.Second {
+				// 0 would mean "the default" in JSON; in a Caddyfile it
+				// would surprise, so it is refused.
+				return d.Errf("%s: %s is too small (at least 1s)", opt, v)
+			}
+			if opt == "leeway" {
+				h.Leeway = caddy.Duration(dur)
+			} else {
+				h.RefreshInterval = caddy.Duration(dur)
+			}
+		case "require_typ", "allow_preflight", "strip_authorization":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			switch opt {
+			case "require_typ":
+				h.RequireTyp = true
+			case "allow_preflight":
+				h.AllowPreflight = true
+			case "strip_authorization":
+				h.StripAuthorization = true
+			}
+		default:
+			return d.Errf("unrecognized bearer_auth option %q", opt)
+		}
+	}
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)
