@@ -210,4 +210,3 @@ func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 	*dst = caddy.Duration(dur)
 	return nil
 }
-

@@ -40,8 +40,11 @@ func AdaptErr(caddyfile string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("adapting Caddyfile: %v", err)
 	}
-	if len(warns) > 0 {
-		return nil, fmt.Errorf("adapting Caddyfile: warnings: %v", warns)
+	for _, w := range warns {
+		// Test configs are written inline and indented for Go, not caddy fmt.
+		if !strings.Contains(w.Message, "not formatted") {
+			return nil, fmt.Errorf("adapting Caddyfile: warning: %v", w)
+		}
 	}
 	return cfg, nil
 }

@@ -1,0 +1,110 @@
+package tokengate
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+func parseOption(t *testing.T, input string, existing any) (*App, error) {
+	t.Helper()
+	d := caddyfile.NewTestDispenser(input)
+	v, err := parseIssuerOption(d, existing)
+	if err != nil {
+		return nil, err
+	}
+	app := new(App)
+	if err := json.Unmarshal(v.(httpcaddyfile.App).Value, app); err != nil {
+		t.Fatal(err)
+	}
+	return app, nil
+}
+
+func TestParseIssuerOption(t *testing.T) {
+	app, err := parseOption(t, `oauth_issuer {
+		issuer https://auth.example.com
+		signing_alg EdDSA
+		token_ttl 15m
+		refresh_ttl 48h
+		key_rotation 168h
+		client reports {
+			secret {env.REPORTS_SECRET}
+			scopes reports:read reports:write
+			audience reports-api
+			grant_types client_credentials refresh_token
+			token_ttl 5m
+		}
+		client billing {
+			secret_hash $2a$14$X3ulqf/iGxnf1k6oMZ.RZeJUoqI9PX2PM4rS5lkIKJXduLGXGPrt6
+		}
+	}`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(app)
+	want := `{"issuers":{"default":{"issuer":"https://auth.example.com","signing_alg":"EdDSA","token_ttl":900000000000,"refresh_ttl":172800000000000,"key_rotation":604800000000000,` +
+		`"clients":[{"client_id":"reports","secret":"{env.REPORTS_SECRET}","scopes":["reports:read","reports:write"],"audience":["reports-api"],"grant_types":["client_credentials","refresh_token"],"token_ttl":300000000000},` +
+		`{"client_id":"billing","secret_hash":"$2a$14$X3ulqf/iGxnf1k6oMZ.RZeJUoqI9PX2PM4rS5lkIKJXduLGXGPrt6"}]}}}`
+	if string(got) != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestParseIssuerOptionNamedAndRepeated(t *testing.T) {
+	first := `oauth_issuer {
+		issuer https://a.example
+		client x {
+			secret y
+		}
+	}`
+	d := caddyfile.NewTestDispenser(first)
+	v, err := parseIssuerOption(d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := parseOption(t, `oauth_issuer partners {
+		issuer https://b.example
+		client p {
+			secret q
+		}
+	}`, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(app.Issuers) != 2 || app.Issuers["default"].Issuer != "https://a.example" || app.Issuers["partners"].Issuer != "https://b.example" {
+		t.Errorf("issuers = %+v", app.Issuers)
+	}
+	if _, err := parseOption(t, first, v); err == nil || !strings.Contains(err.Error(), "more than once") {
+		t.Errorf("same name twice: %v", err)
+	}
+}
+
+func TestParseIssuerOptionErrors(t *testing.T) {
+	const client = "client c {\n secret s\n }\n"
+	cases := map[string]struct{ input, want string }{
+		"missing issuer":      {"oauth_issuer {\n" + client + "}", "issuer option"},
+		"unknown option":      {"oauth_issuer {\n issuer https://a\n colour blue\n" + client + "}", `unknown option "colour"`},
+		"unknown client opt":  {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n pasword x\n }\n}", `unknown option "pasword"`},
+		"both secrets":        {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n secret_hash h\n }\n}", "mutually exclusive"},
+		"no secret":           {"oauth_issuer {\n issuer https://a\n client c {\n scopes a\n }\n}", "one of secret or secret_hash"},
+		"duplicate client":    {"oauth_issuer {\n issuer https://a\n" + client + client + "}", `client "c" is defined more than once`},
+		"client without id":   {"oauth_issuer {\n issuer https://a\n client {\n secret s\n }\n}", "client id is required"},
+		"bad duration":        {"oauth_issuer {\n issuer https://a\n token_ttl soon\n" + client + "}", "token_ttl: invalid duration"},
+		"negative duration":   {"oauth_issuer {\n issuer https://a\n key_rotation -1h\n" + client + "}", "key_rotation: duration must be positive"},
+		"issuer twice":        {"oauth_issuer {\n issuer https://a\n issuer https://b\n" + client + "}", "issuer given more than once"},
+		"issuer two args":     {"oauth_issuer {\n issuer https://a https://b\n" + client + "}", "wrong argument count"},
+		"two names":           {"oauth_issuer a b {\n issuer https://a\n" + client + "}", "wrong argument count"},
+		"scopes without args": {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n scopes\n }\n}", "wrong argument count"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := parseOption(t, tc.input, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
