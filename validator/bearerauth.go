@@ -153,6 +153,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision resolves the trusted issuer and its keys.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := h.provisionCommon(); err != nil {
+		return err
+	}
 	repl := caddy.NewReplacer()
 	name, err := repl.ReplaceOrErr(h.Issuer, true, true)
 	if err != nil && h.Issuer != "" {
@@ -211,7 +214,7 @@ func (h *Handler) provisionLocal(iss *issuer.Issuer) error {
 	if h.now == nil {
 		h.now = func() time.Time { return iss.Now() }
 	}
-	return h.provisionCommon()
+	return nil
 }
 
 // provisionRemote trusts a remote issuer, sharing its key fetcher with the
@@ -249,7 +252,7 @@ func (h *Handler) provisionRemote(iss, jwksURL string) error {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	return h.provisionCommon()
+	return nil
 }
 
 func checkHTTPURL(s string) error {
@@ -260,6 +263,9 @@ func checkHTTPURL(s string) error {
 	return nil
 }
 
+// provisionCommon fills defaults, checks the options and prepares the
+// challenges. It runs before the key source is set up, so a bad option
+// costs no fetch.
 func (h *Handler) provisionCommon() error {
 	if h.logger == nil {
 		h.logger = zap.NewNop()

@@ -83,6 +83,9 @@ func newLocal(t testing.TB, iss *issuer.Issuer, mod func(*Handler)) *Handler {
 	}
 	h.audience = append([]string(nil), h.Audience...)
 	h.logger = zap.NewNop()
+	if err := h.provisionCommon(); err != nil {
+		t.Fatalf("provisionCommon: %v", err)
+	}
 	if err := h.provisionLocal(iss); err != nil {
 		t.Fatalf("provisionLocal: %v", err)
 	}

@@ -1,0 +1,592 @@
+package validator
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"go.uber.org/zap"
+)
+
+// idp is a fake remote identity provider.
+type idp struct {
+	srv *httptest.Server
+
+	mu        sync.Mutex
+	keys      []idpKey
+	discovery string // "oauth", "oidc" or "" (none)
+	mdIssuer  string // issuer named in the metadata; default: the server URL
+	jwksBody  []byte // served instead of the keys when set
+
+	jwksHits atomic.Int64
+	mdHits   atomic.Int64
+	down     atomic.Bool
+}
+
+type idpKey struct {
+	kid  string
+	priv *ecdsa.PrivateKey
+	jwk  map[string]any
+}
+
+func newIDP(t *testing.T, discovery string) *idp {
+	t.Helper()
+	p := &idp{discovery: discovery}
+	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+	t.Cleanup(p.srv.Close)
+	p.addKey(t, "k1")
+	return p
+}
+
+func (p *idp) serve(w http.ResponseWriter, r *http.Request) {
+	if p.down.Load() {
+		http.Error(w, "down", http.StatusBadGateway)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	issuer := p.mdIssuer
+	if issuer == "" {
+		issuer = p.srv.URL
+	}
+	switch {
+	case r.URL.Path == "/.well-known/oauth-authorization-server" && p.discovery == "oauth",
+		r.URL.Path == "/.well-known/openid-configuration" && p.discovery == "oidc":
+		p.mdHits.Add(1)
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": issuer, "jwks_uri": p.srv.URL + "/keys"})
+	case r.URL.Path == "/keys":
+		p.jwksHits.Add(1)
+		if p.jwksBody != nil {
+			_, _ = w.Write(p.jwksBody)
+			return
+		}
+		var set []map[string]any
+		for _, k := range p.keys {
+			set = append(set, k.jwk)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": set})
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (p *idp) addKey(t *testing.T, kid string) idpKey {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := jwk.Import(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(mustJSON(t, k)), &m); err != nil {
+		t.Fatal(err)
+	}
+	m["kid"], m["alg"], m["use"] = kid, "ES256", "sig"
+	ik := idpKey{kid: kid, priv: priv, jwk: m}
+	p.mu.Lock()
+	p.keys = append(p.keys, ik)
+	p.mu.Unlock()
+	return ik
+}
+
+func (p *idp) removeKey(kid string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, k := range p.keys {
+		if k.kid == kid {
+			p.keys = append(p.keys[:i], p.keys[i+1:]...)
+			return
+		}
+	}
+}
+
+func (p *idp) key(kid string) idpKey {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, k := range p.keys {
+		if k.kid == kid {
+			return k
+		}
+	}
+	return idpKey{}
+}
+
+// token signs a token of the IdP with key kid.
+func (p *idp) token(t *testing.T, kid, typ string, clk *clock, mod func(map[string]any)) string {
+	t.Helper()
+	now := clk.now().Unix()
+	c := map[string]any{"iss": p.srv.URL, "sub": "svc-a", "azp": "svc-a", "aud": []string{"api://reports"}, "exp": now + 300, "iat": now, "scp": []string{"reports.read"}}
+	if mod != nil {
+		mod(c)
+	}
+	h := map[string]any{"alg": "ES256", "kid": kid}
+	if typ != "" {
+		h["typ"] = typ
+	}
+	k := p.key(kid)
+	if k.priv == nil {
+		var err error
+		if k.priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return signRaw(t, k.priv, "ES256", mustJSON(t, h), mustJSON(t, c))
+}
+
+// newRemote makes a handler trusting the IdP, with its own fetcher on clk.
+func newRemote(t *testing.T, p *idp, jwksURL string, clk *clock, mod func(*Handler)) *Handler {
+	t.Helper()
+	f := newRemoteKeys(p.srv.URL, jwksURL, DefaultRefreshInterval, zap.NewNop())
+	f.now = clk.now
+	f.start(2 * time.Second)
+	t.Cleanup(func() { _ = f.Destruct() })
+	h := &Handler{Issuer: p.srv.URL, Audience: []string{"api://reports"}, logger: zap.NewNop(), now: clk.now}
+	if mod != nil {
+		mod(h)
+	}
+	h.audience = h.Audience
+	h.issuerID = p.srv.URL
+	h.remote, h.src = f, f
+	if err := h.provisionCommon(); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestRemoteDiscovery(t *testing.T) {
+	for _, disc := range []string{"oauth", "oidc"} {
+		t.Run(disc, func(t *testing.T) {
+			p := newIDP(t, disc)
+			clk := newClock()
+			h := newRemote(t, p, "", clk, func(h *Handler) { h.Scopes = []string{"reports.read"} })
+			res := do(h, "Bearer "+p.token(t, "k1", "JWT", clk, nil))
+			if !res.reached {
+				t.Fatalf("refused: %v", res.err)
+			}
+			if v, _ := res.repl.GetString("http.auth.user.client_id"); v != "svc-a" {
+				t.Errorf("client_id from azp = %q", v)
+			}
+			if v, _ := res.repl.GetString("http.auth.user.scope"); v != "reports.read" {
+				t.Errorf("scope from scp = %q", v)
+			}
+			if p.mdHits.Load() != 1 || p.jwksHits.Load() != 1 {
+				t.Errorf("metadata fetched %d times, JWKS %d times; want 1 and 1", p.mdHits.Load(), p.jwksHits.Load())
+			}
+		})
+	}
+}
+
+func TestRemoteJWKSURLWithoutDiscovery(t *testing.T) {
+	p := newIDP(t, "")
+	clk := newClock()
+	h := newRemote(t, p, p.srv.URL+"/keys", clk, nil)
+	if res := do(h, "Bearer "+p.token(t, "k1", "", clk, nil)); !res.reached {
+		t.Fatalf("refused: %v", res.err)
+	}
+	if p.mdHits.Load() != 0 {
+		t.Error("metadata fetched although jwks_url is set")
+	}
+}
+
+func TestRemoteDiscoveryIssuerMismatch(t *testing.T) {
+	p := newIDP(t, "oauth")
+	p.mdIssuer = "https://evil.example.com"
+	clk := newClock()
+	h := newRemote(t, p, "", clk, nil)
+	res := do(h, "Bearer "+p.token(t, "k1", "JWT", clk, nil))
+	if res.reached || !strings.Contains(res.www, errNoKeys.Error()) {
+		t.Errorf("metadata of another issuer trusted: reached=%v www=%q", res.reached, res.www)
+	}
+	if p.jwksHits.Load() != 0 {
+		t.Error("the jwks_uri of metadata naming another issuer was fetched")
+	}
+}
+
+func TestRemoteRotationAndFlood(t *testing.T) {
+	p := newIDP(t, "oauth")
+	clk := newClock()
+	h := newRemote(t, p, "", clk, nil)
+	if res := do(h, "Bearer "+p.token(t, "k1", "JWT", clk, nil)); !res.reached {
+		t.Fatalf("refused: %v", res.err)
+	}
+	// A flood of random kids right after the first fetch costs nothing.
+	flood := func(n int) {
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tok := p.token(t, fmt.Sprintf("random-%d-%d", i, time.Now().UnixNano()), "JWT", clk, nil)
+				if res := do(h, "Bearer "+tok); res.reached || res.status != 401 {
+					t.Errorf("random kid: reached=%v status=%d", res.reached, res.status)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	flood(200)
+	if n := p.jwksHits.Load(); n != 1 {
+		t.Fatalf("JWKS fetched %d times after a flood within the rate limit, want 1", n)
+	}
+	// Later, a flood makes exactly one refetch.
+	clk.add(refetchMinInterval + time.Second)
+	flood(200)
+	if n := p.jwksHits.Load(); n != 2 {
+		t.Fatalf("JWKS fetched %d times after a flood past the rate limit, want 2", n)
+	}
+	// The IdP rotates: a token with the new kid is accepted once the rate
+	// limit allows a refetch.
+	p.addKey(t, "k2")
+	tok2 := p.token(t, "k2", "JWT", clk, nil)
+	if res := do(h, "Bearer "+tok2); res.reached {
+		t.Fatal("new kid accepted without a fetch: the rate limit is not applied")
+	}
+	clk.add(refetchMinInterval + time.Second)
+	if res := do(h, "Bearer "+tok2); !res.reached {
+		t.Fatalf("token of the rotated-in key refused: %v", res.err)
+	}
+	if n := p.jwksHits.Load(); n != 3 {
+		t.Errorf("JWKS fetched %d times, want 3", n)
+	}
+}
+
+func TestRemoteIdPDownKeepsLastKeys(t *testing.T) {
+	p := newIDP(t, "oauth")
+	clk := newClock()
+	h := newRemote(t, p, "", clk, nil)
+	tok := p.token(t, "k1", "JWT", clk, nil)
+	h.noCache = true // each request needs the keys
+	p.down.Store(true)
+	if err := h.remote.fetch(t.Context()); err == nil {
+		t.Fatal("fetch from a failing IdP reported no error")
+	}
+	if res := do(h, "Bearer "+tok); !res.reached {
+		t.Fatalf("last good keys dropped when the IdP failed: %v", res.err)
+	}
+	// A bad answer (not JSON, or no usable key) keeps them too.
+	p.down.Store(false)
+	for _, body := range []string{"<html>", `{"keys":[{"kty":"oct","k":"c2VjcmV0","alg":"HS256","kid":"k1"}]}`} {
+		p.mu.Lock()
+		p.jwksBody = []byte(body)
+		p.mu.Unlock()
+		if err := h.remote.fetch(t.Context()); err == nil {
+			t.Errorf("JWKS %q accepted", body)
+		}
+		if res := do(h, "Bearer "+tok); !res.reached {
+			t.Fatalf("last good keys dropped after JWKS %q: %v", body, res.err)
+		}
+	}
+}
+
+func TestRemoteWithdrawnKeyRefusedEvenIfCached(t *testing.T) {
+	p := newIDP(t, "oauth")
+	clk := newClock()
+	h := newRemote(t, p, "", clk, nil)
+	p.addKey(t, "k2")
+	if err := h.remote.fetch(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tok := p.token(t, "k1", "JWT", clk, nil)
+	if res := do(h, "Bearer "+tok); !res.reached {
+		t.Fatalf("refused: %v", res.err)
+	}
+	p.removeKey("k1")
+	if err := h.remote.fetch(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if res := do(h, "Bearer "+tok); res.reached {
+		t.Fatal("cached token of a withdrawn key accepted")
+	}
+}
+
+func TestRemoteNoKid(t *testing.T) {
+	p := newIDP(t, "oauth")
+	clk := newClock()
+	h := newRemote(t, p, "", clk, nil)
+	noKid := func() string {
+		c := map[string]any{"iss": p.srv.URL, "aud": "api://reports", "exp": clk.now().Unix() + 60}
+		return signRaw(t, p.key("k1").priv, "ES256", `{"alg":"ES256"}`, mustJSON(t, c))
+	}
+	if res := do(h, "Bearer "+noKid()); !res.reached {
+		t.Fatalf("token without kid refused with a one-key set: %v", res.err)
+	}
+	p.addKey(t, "k2")
+	if err := h.remote.fetch(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if res := do(h, "Bearer "+noKid()); res.reached {
+		t.Fatal("token without kid accepted with a two-key set")
+	}
+}
+
+func TestRemoteTypAndIssuer(t *testing.T) {
+	p := newIDP(t, "oauth")
+	clk := newClock()
+	lax := newRemote(t, p, "", clk, nil)
+	strict := newRemote(t, p, "", clk, func(h *Handler) { h.RequireTyp = true })
+	tests := []struct {
+		name     string
+		typ      string
+		mod      func(map[string]any)
+		lax, str bool
+	}{
+		{"typ JWT", "JWT", nil, true, false},
+		{"no typ", "", nil, true, false},
+		{"typ at+jwt", "at+jwt", nil, true, true},
+		{"wrong iss", "at+jwt", func(c map[string]any) { c["iss"] = "https://other" }, false, false},
+		{"wrong aud", "at+jwt", func(c map[string]any) { c["aud"] = "api://other" }, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := p.token(t, "k1", tt.typ, clk, tt.mod)
+			if res := do(lax, "Bearer "+tok); res.reached != tt.lax {
+				t.Errorf("without require_typ: reached=%v, want %v (%v)", res.reached, tt.lax, res.err)
+			}
+			if res := do(strict, "Bearer "+tok); res.reached != tt.str {
+				t.Errorf("with require_typ: reached=%v, want %v (%v)", res.reached, tt.str, res.err)
+			}
+		})
+	}
+}
+
+// TestRemoteStartsWhenIdPHangs: Caddy's start is not held up longer than
+// the provision timeout, and tokens are refused until keys arrive.
+func TestRemoteStartsWhenIdPHangs(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	f := newRemoteKeys(srv.URL, "", time.Hour, zap.NewNop())
+	start := time.Now()
+	f.start(300 * time.Millisecond)
+	defer f.Destruct()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("start took %v", d)
+	}
+	if _, err := f.key(t.Context(), "k1"); err != errNoKeys {
+		t.Errorf("key before any fetch: %v, want %v", err, errNoKeys)
+	}
+}
+
+func TestRemoteOversizedJWKS(t *testing.T) {
+	p := newIDP(t, "")
+	p.jwksBody = []byte(`{"keys":[],"pad":"` + strings.Repeat("x", maxFetchSize) + `"}`)
+	f := newRemoteKeys(p.srv.URL, p.srv.URL+"/keys", time.Hour, zap.NewNop())
+	err := f.fetch(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("fetch of an oversized JWKS: %v", err)
+	}
+}
+
+func TestParseJWKS(t *testing.T) {
+	ecKey := func(curve elliptic.Curve) map[string]any {
+		priv, err := ecdsa.GenerateKey(curve, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return jwkMap(t, priv.Public())
+	}
+	rsaKey := func(bits int) map[string]any {
+		priv, err := rsa.GenerateKey(rand.Reader, bits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Built by hand: jwk.Import itself refuses small moduli.
+		return map[string]any{
+			"kty": "RSA",
+			"n":   base64.RawURLEncoding.EncodeToString(priv.N.Bytes()),
+			"e":   base64.RawURLEncoding.EncodeToString(big.NewInt(int64(priv.E)).Bytes()),
+		}
+	}
+	edPub, edPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsa2048 := rsaKey(2048)
+	with := func(m map[string]any, kv ...any) map[string]any {
+		out := map[string]any{}
+		for k, v := range m {
+			out[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			out[kv[i].(string)] = kv[i+1]
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		key     map[string]any
+		wantAlg string // "" when the key must be skipped
+	}{
+		{"EC P-256 without alg", ecKey(elliptic.P256()), "ES256"},
+		{"EC P-384 without alg", ecKey(elliptic.P384()), "ES384"},
+		{"EC P-521 without alg", ecKey(elliptic.P521()), "ES512"},
+		{"Ed25519 without alg", jwkMap(t, edPub), "EdDSA"},
+		{"Ed25519 private key: public half used", jwkMap(t, edPriv), "EdDSA"},
+		{"RSA without alg", rsa2048, "RS256"},
+		{"RSA PS256", with(rsa2048, "alg", "PS256"), "PS256"},
+		{"RSA 1024 bits", rsaKey(1024), ""},
+		{"oct key", map[string]any{"kty": "oct", "k": "c2VjcmV0", "alg": "HS256"}, ""},
+		{"oct key without alg", map[string]any{"kty": "oct", "k": "c2VjcmV0"}, ""},
+		{"HS256 on an RSA key", with(rsa2048, "alg", "HS256"), ""},
+		{"alg none", with(ecKey(elliptic.P256()), "alg", "none"), ""},
+		{"ES256 on P-384", with(ecKey(elliptic.P384()), "alg", "ES256"), ""},
+		{"RS256 on an EC key", with(ecKey(elliptic.P256()), "alg", "RS256"), ""},
+		{"encryption key", with(ecKey(elliptic.P256()), "use", "enc"), ""},
+		{"encryption alg", with(rsa2048, "alg", "RSA-OAEP"), ""},
+		{"garbage", map[string]any{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := with(tt.key, "kid", "k")
+			set, skipped, err := parseJWKS([]byte(mustJSON(t, map[string]any{"keys": []any{k}})))
+			if tt.wantAlg == "" {
+				if err == nil {
+					t.Fatalf("key kept with alg %s", set.byKID["k"].alg.String())
+				}
+				if len(skipped) != 1 {
+					t.Errorf("skipped reasons %v", skipped)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("refused: %v (%v)", err, skipped)
+			}
+			if got := set.byKID["k"].alg.String(); got != tt.wantAlg {
+				t.Errorf("alg %s, want %s", got, tt.wantAlg)
+			}
+		})
+	}
+	t.Run("too many keys", func(t *testing.T) {
+		one := with(ecKey(elliptic.P256()), "kid", "k")
+		keys := make([]any, maxRemoteKeys+1)
+		for i := range keys {
+			keys[i] = with(one, "kid", fmt.Sprint(i))
+		}
+		if _, _, err := parseJWKS([]byte(mustJSON(t, map[string]any{"keys": keys}))); err == nil {
+			t.Error("JWKS with too many keys accepted")
+		}
+	})
+	t.Run("duplicate kid keeps the first", func(t *testing.T) {
+		a, b := with(ecKey(elliptic.P256()), "kid", "k"), with(ecKey(elliptic.P384()), "kid", "k")
+		set, skipped, err := parseJWKS([]byte(mustJSON(t, map[string]any{"keys": []any{a, b}})))
+		if err != nil || len(skipped) != 1 || set.byKID["k"].alg.String() != "ES256" {
+			t.Errorf("err=%v skipped=%v", err, skipped)
+		}
+	})
+}
+
+func jwkMap(t *testing.T, raw any) map[string]any {
+	t.Helper()
+	k, err := jwk.Import(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(mustJSON(t, k)), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestDiscoveryURLs(t *testing.T) {
+	tests := []struct{ issuer, oauth, oidc string }{
+		{"https://idp.example.com", "https://idp.example.com/.well-known/oauth-authorization-server", "https://idp.example.com/.well-known/openid-configuration"},
+		{"https://idp.example.com/", "https://idp.example.com/.well-known/oauth-authorization-server", "https://idp.example.com/.well-known/openid-configuration"},
+		{"https://idp.example.com/tenant/v2", "https://idp.example.com/.well-known/oauth-authorization-server/tenant/v2", "https://idp.example.com/tenant/v2/.well-known/openid-configuration"},
+	}
+	for _, tt := range tests {
+		got := discoveryURLs(tt.issuer)
+		if len(got) != 2 || got[0] != tt.oauth || got[1] != tt.oidc {
+			t.Errorf("discoveryURLs(%q) = %q", tt.issuer, got)
+		}
+	}
+}
+
+// TestRemoteProvisionSharesFetcher goes through Provision: routes trusting
+// the same remote issuer share one fetcher, released with the last one.
+func TestRemoteProvisionSharesFetcher(t *testing.T) {
+	p := newIDP(t, "oauth")
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	a := &Handler{Issuer: p.srv.URL, Audience: []string{"api://reports"}}
+	b := &Handler{Issuer: p.srv.URL, Audience: []string{"api://reports"}, Scopes: []string{"reports.read"}}
+	for _, h := range []*Handler{a, b} {
+		if err := h.Provision(ctx); err != nil {
+			t.Fatalf("Provision: %v", err)
+		}
+	}
+	if a.remote != b.remote {
+		t.Error("two routes trusting one issuer got two fetchers")
+	}
+	if p.jwksHits.Load() != 1 {
+		t.Errorf("JWKS fetched %d times, want 1", p.jwksHits.Load())
+	}
+	if res := do(b, "Bearer "+p.token(t, "k1", "JWT", &clock{t: time.Now()}, nil)); !res.reached {
+		t.Errorf("refused: %v", res.err)
+	}
+	key := *a.poolKey
+	if err := a.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := remotePool.References(key); !ok || n != 1 {
+		t.Errorf("after one cleanup: %d references (%v)", n, ok)
+	}
+	if err := b.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := remotePool.References(key); ok {
+		t.Error("fetcher still pooled after the last route was cleaned up")
+	}
+}
+
+func TestProvisionErrors(t *testing.T) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	tests := []struct {
+		name string
+		h    Handler
+		want string
+	}{
+		{"remote without audience", Handler{Issuer: "https://idp.example.com"}, "audience: required"},
+		{"remote ftp", Handler{Issuer: "ftp://idp.example.com", Audience: []string{"a"}}, "not an absolute http(s) URL"},
+		{"bad jwks_url", Handler{Issuer: "https://idp.example.com", JWKSURL: "keys.json", Audience: []string{"a"}}, "jwks_url"},
+		{"unknown env in issuer", Handler{Issuer: "{env.TOKENGATE_TEST_UNSET_VAR}"}, "issuer"},
+		{"bad realm", Handler{Issuer: "https://idp.example.com", Audience: []string{"a"}, Realm: `a"b`, JWKSURL: "http://127.0.0.1:1/keys"}, "realm"},
+		{"bad scope", Handler{Issuer: "https://idp.example.com", Audience: []string{"a"}, Scopes: []string{`a"`}, JWKSURL: "http://127.0.0.1:1/keys"}, "scopes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := tt.h
+			err := h.Provision(ctx)
+			defer h.Cleanup()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Provision error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
