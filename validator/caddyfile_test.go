@@ -1,0 +1,107 @@
+package validator
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	tests := []struct {
+		name    string
+		input   string
+		want    Handler
+		wantErr string
+	}{
+		{"no block", `bearer_auth`, Handler{}, ""},
+		{"empty block", "bearer_auth {\n}", Handler{}, ""},
+		{"full", `bearer_auth {
+			issuer    https://idp.example.com/tenant
+			jwks_url  https://idp.example.com/keys
+			audience  api://reports https://reports.example.com
+			audience  api://legacy
+			scopes    reports:read
+			scopes    reports:write
+			claim     tenant acme globex
+			claim     env prod
+			leeway    10s
+			require_typ
+			realm     reports
+			allow_preflight
+			strip_authorization
+			refresh_interval 15m
+		}`, Handler{
+			Issuer:             "https://idp.example.com/tenant",
+			JWKSURL:            "https://idp.example.com/keys",
+			Audience:           []string{"api://reports", "https://reports.example.com", "api://legacy"},
+			Scopes:             []string{"reports:read", "reports:write"},
+			Claims:             map[string][]string{"tenant": {"acme", "globex"}, "env": {"prod"}},
+			Leeway:             caddy.Duration(10 * time.Second),
+			RequireTyp:         true,
+			Realm:              "reports",
+			AllowPreflight:     true,
+			StripAuthorization: true,
+			RefreshInterval:    caddy.Duration(15 * time.Minute),
+		}, ""},
+		{"local issuer by name", "bearer_auth {\n issuer internal\n scopes a b\n}", Handler{Issuer: "internal", Scopes: []string{"a", "b"}}, ""},
+		{"repeated claim name adds values", "bearer_auth {\n claim tenant acme\n claim tenant globex\n}", Handler{Claims: map[string][]string{"tenant": {"acme", "globex"}}}, ""},
+		{"inline argument", `bearer_auth default`, Handler{}, "wrong argument count"},
+		{"unknown option", "bearer_auth {\n scope read\n}", Handler{}, `unrecognized bearer_auth option "scope"`},
+		{"issuer without value", "bearer_auth {\n issuer\n}", Handler{}, "wrong argument count"},
+		{"issuer twice", "bearer_auth {\n issuer a\n issuer b\n}", Handler{}, "issuer: specified more than once"},
+		{"issuer with two values", "bearer_auth {\n issuer a b\n}", Handler{}, "wrong argument count"},
+		{"audience without value", "bearer_auth {\n audience\n}", Handler{}, "wrong argument count"},
+		{"scopes without value", "bearer_auth {\n scopes\n}", Handler{}, "wrong argument count"},
+		{"claim without value", "bearer_auth {\n claim tenant\n}", Handler{}, "wrong argument count"},
+		{"bad leeway", "bearer_auth {\n leeway soon\n}", Handler{}, "leeway"},
+		{"zero leeway", "bearer_auth {\n leeway 0\n}", Handler{}, "too small"},
+		{"negative leeway", "bearer_auth {\n leeway -5s\n}", Handler{}, "too small"},
+		{"tiny refresh", "bearer_auth {\n refresh_interval 10ms\n}", Handler{}, "too small"},
+		{"flag with argument", "bearer_auth {\n strip_authorization yes\n}", Handler{}, "wrong argument count"},
+		{"realm twice", "bearer_auth {\n realm a\n realm b\n}", Handler{}, "specified more than once"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var h Handler
+			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tt.input))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if !reflect.DeepEqual(h, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", h, tt.want)
+			}
+		})
+	}
+}
+
+// TestJSONKeys pins the JSON form documented in the Handler's comments.
+func TestJSONKeys(t *testing.T) {
+	h := Handler{
+		Issuer: "https://idp", JWKSURL: "https://idp/keys", Audience: []string{"a"}, Scopes: []string{"s"},
+		Claims: map[string][]string{"c": {"v"}}, Leeway: caddy.Duration(time.Second), RequireTyp: true, Realm: "r",
+		AllowPreflight: true, StripAuthorization: true, RefreshInterval: caddy.Duration(time.Minute),
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"issuer":"https://idp","jwks_url":"https://idp/keys","audience":["a"],"scopes":["s"],"claims":{"c":["v"]},` +
+		`"leeway":1000000000,"require_typ":true,"realm":"r","allow_preflight":true,"strip_authorization":true,"refresh_interval":60000000000}`
+	if string(b) != want {
+		t.Errorf("JSON\n got %s\nwant %s", b, want)
+	}
+	if b, _ := json.Marshal(Handler{}); string(b) != `{}` {
+		t.Errorf("zero handler marshals to %s, want {}", b)
+	}
+}
