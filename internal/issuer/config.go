@@ -71,6 +71,10 @@ func (c Config) resolve(repl *caddy.Replacer) (*Config, error) {
 	}
 	out.Clients = make([]*clients.Config, len(c.Clients))
 	for i, cl := range c.Clients {
+		if cl == nil {
+			// JSON `"clients": [null]`; copying it would panic.
+			return nil, fmt.Errorf("clients[%d]: empty client", i)
+		}
 		cc := *cl
 		// An unset env variable must not become an empty secret: ReplaceOrErr
 		// fails on unknown placeholders and on empty values.
