@@ -3,6 +3,7 @@ package validator
 import (
 	"crypto/sha256"
 	"time"
+	"unsafe"
 
 	"github.com/patrickmn/go-cache"
 )
@@ -34,7 +35,9 @@ type cached struct {
 
 // cacheKey is the cache key of a token: its SHA-256, as a 32-byte string.
 func cacheKey(tok string) string {
-	sum := sha256.Sum256([]byte(tok))
+	// Hashing the string's bytes in place saves copying the token on every
+	// request; sha256 only reads its input.
+	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(tok), len(tok)))
 	return string(sum[:])
 }
 
