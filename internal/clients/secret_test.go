@@ -448,3 +448,33 @@ func TestValidScopeToken(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAuthenticate: whatever id and secret a request carries, Authenticate
+// answers without panicking, and succeeds only for a client's own secret.
+func FuzzAuthenticate(f *testing.F) {
+	f.Add("plain", oddSecret)
+	f.Add("bcrypt", "")
+	f.Add("", "")
+	f.Add("plain\x00", oddSecret)
+	f.Add("nobody", "bcrypt-"+oddSecret)
+	reg, err := NewRegistry([]*Config{
+		{ClientID: "plain", Secret: oddSecret},
+		{ClientID: "bcrypt", SecretHash: bcryptHash(f, "bcrypt-"+oddSecret)},
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	want := map[string]string{"plain": oddSecret, "bcrypt": "bcrypt-" + oddSecret}
+	f.Fuzz(func(t *testing.T, id, secret string) {
+		cfg, err := reg.Authenticate(id, secret)
+		if s, ok := want[id]; ok && s == secret {
+			if err != nil || cfg.ClientID != id {
+				t.Fatalf("Authenticate(%q, right secret) = %v, %v", id, cfg, err)
+			}
+			return
+		}
+		if !errors.Is(err, ErrInvalidClient) || cfg != nil {
+			t.Fatalf("Authenticate(%q, %q) = %v, %v; want ErrInvalidClient", id, secret, cfg, err)
+		}
+	})
+}

@@ -495,3 +495,25 @@ func (s *meetingStorage) Load(ctx context.Context, key string) ([]byte, error) {
 	}
 	return s.Storage.Load(ctx, key)
 }
+
+// FuzzRedeem: whatever a client sends as a refresh token, Redeem answers
+// without panicking, and only the real token redeems.
+func FuzzRedeem(f *testing.F) {
+	for _, seed := range []string{"", "../../x", strings.Repeat("A", tokenLen), strings.Repeat("/", tokenLen), "\x00", "%2e%2e%2f"} {
+		f.Add(seed)
+	}
+	s := newStore(f.TempDir(), newClock())
+	real, err := s.Issue(context.Background(), grant, time.Hour)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, token string) {
+		if token == real {
+			return
+		}
+		_, next, err := s.Redeem(context.Background(), token, grant.ClientID, time.Hour, nil)
+		if !errors.Is(err, ErrInvalid) || next != "" {
+			t.Fatalf("Redeem(%q) = %q, %v; want ErrInvalid", token, next, err)
+		}
+	})
+}
