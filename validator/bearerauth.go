@@ -414,6 +414,28 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, reason error) e
 	return caddyhttp.Error(rf.status, rf)
 }
 
+// VerifyToken checks a raw access token exactly as ServeHTTP checks a
+// bearer token (signature, typ, times, issuer, audience, revocation,
+// claims, scopes) and returns its claims. It is for other modules that
+// receive tokens outside an Authorization header. The error says why a
+// token is refused, in terms safe to show to the client.
+func (h *Handler) VerifyToken(ctx context.Context, token string) (*Claims, error) {
+	if len(token) > MaxAuthorizationSize {
+		return nil, errTooLarge
+	}
+	if token == "" {
+		return nil, errNoToken
+	}
+	e, err := h.verify(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.check(e); err != nil {
+		return nil, err
+	}
+	return e.claims, nil
+}
+
 // authenticate verifies the token of the Authorization header values and
 // checks it against the route's requirements.
 func (h *Handler) authenticate(ctx context.Context, auth []string) (*Claims, error) {

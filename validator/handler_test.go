@@ -470,3 +470,23 @@ func TestKeyRotationLocal(t *testing.T) {
 		t.Errorf("token of the rotated-in key refused: %v", res.err)
 	}
 }
+
+func TestEveryIssuerAlgorithm(t *testing.T) {
+	for _, alg := range []string{"ES256", "EdDSA", "RS256", "PS256"} {
+		t.Run(alg, func(t *testing.T) {
+			iss, _ := newIssuer(t, alg)
+			h := newLocal(t, iss, nil)
+			tok := mint(t, iss, defaultAudClient, "reports:read")
+			if res := do(h, "Bearer "+tok); !res.reached {
+				t.Fatalf("%s token refused: %v", alg, res.err)
+			}
+			c, err := h.VerifyToken(t.Context(), tok)
+			if err != nil || c.ClientID != "plain-client" || c.Scope != "reports:read" {
+				t.Errorf("VerifyToken = %+v, %v", c, err)
+			}
+			if _, err := h.VerifyToken(t.Context(), tamper(tok)); err == nil {
+				t.Error("VerifyToken accepted a tampered token")
+			}
+		})
+	}
+}

@@ -208,3 +208,13 @@ func currentKey(t testing.TB, iss *issuer.Issuer) (kid string, signer crypto.Sig
 type fakeRevocation map[string]bool
 
 func (f fakeRevocation) IsRevoked(jti string) bool { return f[jti] }
+
+// tamper changes one character in the middle of a token's signature.
+func tamper(tok string) string {
+	i := len(tok) - 10
+	c := byte('A')
+	if tok[i] == 'A' {
+		c = 'B'
+	}
+	return tok[:i] + string(c) + tok[i+1:]
+}
