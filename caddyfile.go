@@ -25,6 +25,7 @@ func init() {
 //			token_ttl     <duration>
 //			refresh_ttl   <duration>
 //			key_rotation  <duration>
+//			revocation_sync <duration>
 //			signing_key   <pem file>
 //			client <client_id> {
 //				secret      <plaintext or placeholder>
@@ -33,6 +34,7 @@ func init() {
 //				audience    <aud...>
 //				grant_types client_credentials|refresh_token...
 //				token_ttl   <duration>
+//				introspect_any
 //			}
 //		}
 //	}
@@ -108,6 +110,10 @@ func unmarshalIssuer(d *caddyfile.Dispenser) (*issuer.Config, error) {
 			if err := durationArg(d, &cfg.KeyRotation); err != nil {
 				return nil, err
 			}
+		case "revocation_sync":
+			if err := durationArg(d, &cfg.RevocationSync); err != nil {
+				return nil, err
+			}
 		case "client":
 			c, err := unmarshalClient(d)
 			if err != nil {
@@ -170,6 +176,11 @@ func unmarshalClient(d *caddyfile.Dispenser) (*clients.Config, error) {
 			if err := durationArg(d, &c.TokenTTL); err != nil {
 				return nil, err
 			}
+		case "introspect_any":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			c.IntrospectAny = true
 		default:
 			return nil, d.Errf("client %q: unknown option %q", c.ClientID, opt)
 		}

@@ -21,6 +21,11 @@ type tokenRequest struct {
 	resources    []string
 	refreshToken string
 
+	credentials
+}
+
+// credentials are what a client presented to authenticate itself.
+type credentials struct {
 	clientID     string
 	clientSecret string
 	// basic is true when the client tried the Authorization header.
@@ -76,7 +81,7 @@ func parseTokenRequest(w http.ResponseWriter, r *http.Request) (*tokenRequest, *
 	}
 	tr.resources = append(query["resource"], body["resource"]...)
 	tr.refreshToken = body.Get("refresh_token")
-	if oe := clientCredentials(r, body, tr); oe != nil {
+	if tr.credentials, oe = clientCredentials(r, body); oe != nil {
 		return nil, oe
 	}
 	return tr, nil
@@ -124,29 +129,25 @@ func param(query, body url.Values, name string) (string, *oauthError) {
 
 // clientCredentials reads client_secret_basic or client_secret_post
 // credentials; a request may use only one method.
-func clientCredentials(r *http.Request, body url.Values, tr *tokenRequest) *oauthError {
+func clientCredentials(r *http.Request, body url.Values) (credentials, *oauthError) {
 	authz := r.Header.Get("Authorization")
 	if authz == "" {
 		if body.Has("client_secret") {
-			tr.clientID, tr.clientSecret = body.Get("client_id"), body.Get("client_secret")
-			return nil
+			return credentials{clientID: body.Get("client_id"), clientSecret: body.Get("client_secret")}, nil
 		}
-		tr.noCredentials = true
-		return nil
+		return credentials{noCredentials: true}, nil
 	}
-	tr.basic = true
 	id, secret, ok := parseBasic(authz)
 	if !ok {
-		return errInvalidClient(true)
+		return credentials{}, errInvalidClient(true)
 	}
 	if body.Has("client_secret") {
-		return errInvalidRequest("use one client authentication method: Basic or client_secret in the body, not both")
+		return credentials{}, errInvalidRequest("use one client authentication method: Basic or client_secret in the body, not both")
 	}
 	if body.Has("client_id") && body.Get("client_id") != id {
-		return errInvalidRequest("client_id in the body differs from the Basic credentials")
+		return credentials{}, errInvalidRequest("client_id in the body differs from the Basic credentials")
 	}
-	tr.clientID, tr.clientSecret = id, secret
-	return nil
+	return credentials{clientID: id, clientSecret: secret, basic: true}, nil
 }
 
 // parseBasic decodes client_secret_basic credentials. RFC 6749 §2.3.1 has

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/internal/clients"
+	"github.com/tokengate/tokengate/internal/issuer"
 	"github.com/tokengate/tokengate/internal/refresh"
 )
 
@@ -42,15 +43,9 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return h.refuse(w, "", errUnsupportedGrant("supported grant types: client_credentials, refresh_token"))
 	}
-	if tr.noCredentials {
-		return h.refuse(w, "", errInvalidClient(true))
-	}
-	client, err := h.iss.Clients.Authenticate(tr.clientID, tr.clientSecret)
-	if errors.Is(err, clients.ErrInvalidClient) {
-		return h.refuse(w, tr.clientID, errInvalidClient(tr.basic))
-	}
-	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+	client, done, err := h.authenticate(w, tr.credentials)
+	if done || err != nil {
+		return err
 	}
 	if !client.Allows(tr.grantType) {
 		return h.refuse(w, client.ClientID, errUnauthorizedClient("the client may not use the "+tr.grantType+" grant"))
@@ -66,17 +61,25 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request) error {
 	if oe != nil {
 		return h.refuse(w, client.ClientID, oe)
 	}
+	at, err := h.iss.Issue(client, scopes, aud)
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
 	refreshToken := ""
 	if client.Allows(clients.GrantRefreshToken) {
 		// The refresh grant keeps the client's full scope and audience, so a
 		// narrowed access token does not narrow what can be refreshed
 		// (RFC 6749 §6).
 		g := refresh.Grant{ClientID: client.ClientID, Scopes: client.Scopes, Audience: h.iss.Audience(client)}
-		if refreshToken, err = h.iss.Refresh.Issue(r.Context(), g, h.refreshTTL()); err != nil {
+		if refreshToken, err = h.iss.Refresh.Issue(r.Context(), g, h.refreshTTL(), accessRef(at)); err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
 	}
-	return h.grant(w, client, tr, scopes, aud, refreshToken)
+	return h.answer(w, client, tr, scopes, at, refreshToken)
+}
+
+func accessRef(at *issuer.AccessToken) refresh.AccessRef {
+	return refresh.AccessRef{JTI: at.Claims.JTI, Expires: time.Unix(at.Claims.Expiry, 0)}
 }
 
 // refreshGrant redeems a refresh token (RFC 6749 §6), rotating it.
@@ -84,23 +87,29 @@ func (h *Handler) refreshGrant(w http.ResponseWriter, r *http.Request, client *c
 	if tr.refreshToken == "" {
 		return h.refuse(w, client.ClientID, errInvalidRequest("refresh_token is required"))
 	}
-	var scopes, aud []string
-	check := func(g refresh.Grant) error {
+	var scopes []string
+	var at *issuer.AccessToken
+	// mint runs under the family's lock, before the refresh token rotates.
+	mint := func(g refresh.Grant) (refresh.AccessRef, error) {
 		// What the client may have now bounds what an old grant gives.
-		allowed := intersect(g.Scopes, client.Scopes)
 		var oe *oauthError
-		if scopes, oe = narrowScopes(tr, allowed); oe != nil {
-			return oe
+		if scopes, oe = narrowScopes(tr, intersect(g.Scopes, client.Scopes)); oe != nil {
+			return refresh.AccessRef{}, oe
 		}
-		if aud, oe = narrowAudience(tr, intersect(g.Audience, h.iss.Audience(client))); oe != nil {
-			return oe
+		aud, oe := narrowAudience(tr, intersect(g.Audience, h.iss.Audience(client)))
+		if oe != nil {
+			return refresh.AccessRef{}, oe
 		}
 		if len(aud) == 0 {
-			return errInvalidGrant("the refresh token's audience is no longer allowed")
+			return refresh.AccessRef{}, errInvalidGrant("the refresh token's audience is no longer allowed")
 		}
-		return nil
+		var err error
+		if at, err = h.iss.Issue(client, scopes, aud); err != nil {
+			return refresh.AccessRef{}, err
+		}
+		return accessRef(at), nil
 	}
-	_, next, err := h.iss.Refresh.Redeem(r.Context(), tr.refreshToken, client.ClientID, h.refreshTTL(), check)
+	_, next, err := h.iss.Refresh.Redeem(r.Context(), tr.refreshToken, client.ClientID, h.refreshTTL(), mint)
 	var oe *oauthError
 	switch {
 	case errors.As(err, &oe):
@@ -110,15 +119,11 @@ func (h *Handler) refreshGrant(w http.ResponseWriter, r *http.Request, client *c
 	case err != nil:
 		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
-	return h.grant(w, client, tr, scopes, aud, next)
+	return h.answer(w, client, tr, scopes, at, next)
 }
 
-// grant signs the access token and writes the answer.
-func (h *Handler) grant(w http.ResponseWriter, client *clients.Config, tr *tokenRequest, scopes, aud []string, refreshToken string) error {
-	at, err := h.iss.Issue(client, scopes, aud)
-	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
-	}
+// answer writes a successful token answer.
+func (h *Handler) answer(w http.ResponseWriter, client *clients.Config, tr *tokenRequest, scopes []string, at *issuer.AccessToken, refreshToken string) error {
 	resp := tokenResponse{
 		AccessToken:  at.Token,
 		TokenType:    "Bearer",
@@ -136,6 +141,22 @@ func (h *Handler) grant(w http.ResponseWriter, client *clients.Config, tr *token
 		zap.String("jti", at.Claims.JTI),
 		zap.String("scope", at.Claims.Scope))
 	return writeJSON(w, http.StatusOK, resp)
+}
+
+// authenticate checks a client's credentials. When they fail it writes the
+// refusal and reports done.
+func (h *Handler) authenticate(w http.ResponseWriter, cr credentials) (*clients.Config, bool, error) {
+	if cr.noCredentials {
+		return nil, true, h.refuse(w, "", errInvalidClient(true))
+	}
+	client, err := h.iss.Clients.Authenticate(cr.clientID, cr.clientSecret)
+	if errors.Is(err, clients.ErrInvalidClient) {
+		return nil, true, h.refuse(w, cr.clientID, errInvalidClient(cr.basic))
+	}
+	if err != nil {
+		return nil, true, caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	return client, false, nil
 }
 
 func (h *Handler) refuse(w http.ResponseWriter, clientID string, oe *oauthError) error {

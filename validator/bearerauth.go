@@ -129,6 +129,9 @@ type Handler struct {
 	revocation RevocationChecker
 	now        func() time.Time
 	noCache    bool // benchmarks measure the cold path with it
+	// anyAudience accepts every audience: the issuer's own introspection
+	// and revocation endpoints handle tokens meant for any resource.
+	anyAudience bool
 
 	challenge      string // no token
 	scopeChallenge string // insufficient_scope, without error_description
@@ -412,6 +415,22 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, reason error) e
 		ce.Write(zap.String("remote_ip", r.RemoteAddr), zap.Int("status", rf.status), zap.String("reason", reason.Error()))
 	}
 	return caddyhttp.Error(rf.status, rf)
+}
+
+// ForIssuer returns a verifier of a local issuer's access tokens whatever
+// their audience, for the issuer's own introspection and revocation
+// endpoints: VerifyToken checks the signature, typ, times (with the default
+// leeway, so "active" means what every bearer_auth route accepts), issuer
+// and revocation.
+func ForIssuer(iss *issuer.Issuer) (*Handler, error) {
+	h := &Handler{anyAudience: true}
+	if err := h.provisionCommon(); err != nil {
+		return nil, err
+	}
+	if err := h.provisionLocal(iss); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // VerifyToken checks a raw access token exactly as ServeHTTP checks a

@@ -88,7 +88,7 @@ func (h *Handler) check(e *cached) error {
 	if c.Issuer != h.issuerID {
 		return errIssuer
 	}
-	if !c.hasAudience(h.audience) {
+	if !h.anyAudience && !c.hasAudience(h.audience) {
 		return errAudience
 	}
 	if h.revocation != nil && c.JTI != "" && h.revocation.IsRevoked(c.JTI) {

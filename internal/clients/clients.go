@@ -45,6 +45,12 @@ type Config struct {
 	// refresh tokens. Default: `client_credentials`.
 	GrantTypes []string `json:"grant_types,omitempty"`
 
+	// IntrospectAny lets the client introspect (RFC 7662) tokens of any
+	// client, as a resource server needs to. Without it a client may
+	// introspect only its own tokens; others' are answered
+	// `{"active": false}`. Default: false.
+	IntrospectAny bool `json:"introspect_any,omitempty"`
+
 	// TokenTTL is the lifetime of this client's access tokens.
 	// Default: the issuer's token_ttl.
 	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`

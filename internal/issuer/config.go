@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/clients"
 	"github.com/tokengate/tokengate/internal/keys"
+	"github.com/tokengate/tokengate/internal/revocation"
 )
 
 // Defaults of an issuer's options.
@@ -53,6 +54,12 @@ type Config struct {
 	// its kid is derived from the public key. Default: none (keys are
 	// generated and kept in Caddy's storage).
 	SigningKey string `json:"signing_key,omitempty"`
+
+	// RevocationSync is how often this instance reads the revocations made
+	// by other instances on the same storage: the longest a token revoked
+	// elsewhere is still accepted here. The revoking instance refuses it at
+	// once. Default: 2s.
+	RevocationSync caddy.Duration `json:"revocation_sync,omitempty"`
 
 	// Clients allowed to get tokens. At least one is required.
 	Clients []*clients.Config `json:"clients,omitempty"`
@@ -99,6 +106,9 @@ func (c Config) resolve(repl *caddy.Replacer) (*Config, error) {
 	if out.RefreshTTL == 0 {
 		out.RefreshTTL = caddy.Duration(DefaultRefreshTTL)
 	}
+	if out.RevocationSync == 0 {
+		out.RevocationSync = caddy.Duration(revocation.DefaultSyncInterval)
+	}
 	if out.KeyRotation == 0 {
 		out.KeyRotation = caddy.Duration(DefaultKeyRotation)
 	}
@@ -124,6 +134,9 @@ func (c *Config) validate() error {
 	}
 	if time.Duration(c.KeyRotation) < time.Minute {
 		return errors.New("key_rotation: must be at least 1m")
+	}
+	if c.RevocationSync < 0 {
+		return errors.New("revocation_sync: must be positive")
 	}
 	if len(c.Clients) == 0 {
 		return errors.New("client: at least one client is required")

@@ -23,6 +23,7 @@ import (
 	"github.com/tokengate/tokengate/internal/clients"
 	"github.com/tokengate/tokengate/internal/keys"
 	"github.com/tokengate/tokengate/internal/refresh"
+	"github.com/tokengate/tokengate/internal/revocation"
 )
 
 // AppName is the Caddy app (module ID) holding the issuers.
@@ -44,6 +45,8 @@ type Issuer struct {
 	Keys    *keys.Manager
 	Clients *clients.Registry
 	Refresh *refresh.Store
+	// Revocations lists revoked access tokens (by jti).
+	Revocations *revocation.Store
 
 	// Now is the issuer's clock; tests replace it.
 	Now func() time.Time
@@ -96,37 +99,67 @@ func New(ctx context.Context, name string, cfg *Config, storage certmagic.Storag
 		return nil, fmt.Errorf("loading signing keys: %v", err)
 	}
 	iss.Refresh = &refresh.Store{Storage: storage, Prefix: prefix, Now: now, Logger: logger}
+	iss.Revocations = &revocation.Store{Storage: storage, Prefix: prefix, Now: now, Logger: logger}
+	iss.Refresh.RevokeAccess = func(ctx context.Context, ref refresh.AccessRef) error {
+		return iss.Revocations.Revoke(ctx, ref.JTI, ref.Expires)
+	}
+	if err := iss.Revocations.Sync(ctx); err != nil {
+		return nil, err
+	}
 	return iss, nil
 }
 
 // sweepInterval is how often expired refresh token records are deleted.
 const sweepInterval = time.Hour
 
-// Start runs the background work: key reload and rotation, and the sweep of
-// expired refresh tokens.
+// Start runs the background work: key reload and rotation, reading other
+// instances' revocations, and the sweep of expired refresh tokens and
+// revocations.
 func (i *Issuer) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	i.cancel = cancel
-	i.wg.Add(2)
+	i.wg.Add(1)
 	go func() { defer i.wg.Done(); i.Keys.Maintain(ctx) }()
+	i.every(ctx, time.Duration(i.Config.RevocationSync), func() {
+		if err := i.Revocations.Sync(ctx); err != nil {
+			i.logger.Error("reading revocations", zap.Error(err))
+		}
+	})
+	i.every(ctx, sweepInterval, func() {
+		if n, err := i.Refresh.Sweep(ctx); err != nil {
+			i.logger.Error("sweeping expired refresh tokens", zap.Error(err))
+		} else if n > 0 {
+			i.logger.Debug("swept expired refresh tokens", zap.Int("deleted", n))
+		}
+		if n, err := i.Revocations.Sweep(ctx); err != nil {
+			i.logger.Error("sweeping expired revocations", zap.Error(err))
+		} else if n > 0 {
+			i.logger.Debug("swept expired revocations", zap.Int("deleted", n))
+		}
+	})
+}
+
+// every runs f every interval until ctx is done.
+func (i *Issuer) every(ctx context.Context, interval time.Duration, f func()) {
+	i.wg.Add(1)
 	go func() {
 		defer i.wg.Done()
-		t := time.NewTicker(sweepInterval)
+		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if n, err := i.Refresh.Sweep(ctx); err != nil {
-					i.logger.Error("sweeping expired refresh tokens", zap.Error(err))
-				} else if n > 0 {
-					i.logger.Debug("swept expired refresh tokens", zap.Int("deleted", n))
-				}
+				f()
 			}
 		}
 	}()
 }
+
+// IsRevoked reports whether the access token with this jti was revoked. It
+// is a map lookup; the validator calls it on every request.
+func (i *Issuer) IsRevoked(jti string) bool { return i.Revocations.IsRevoked(jti) }
 
 // Stop ends the background work and waits for it.
 func (i *Issuer) Stop() {

@@ -225,9 +225,9 @@ func TestCheckVetoesWithoutRotating(t *testing.T) {
 
 	errTooWide := errors.New("scope too wide")
 	var got Grant
-	g, next, err := s.Redeem(context.Background(), tok, grant.ClientID, time.Hour, func(g Grant) error {
+	g, next, err := s.Redeem(context.Background(), tok, grant.ClientID, time.Hour, func(g Grant) (AccessRef, error) {
 		got = g
-		return errTooWide
+		return AccessRef{}, errTooWide
 	})
 	if !errors.Is(err, errTooWide) {
 		t.Fatalf("Redeem error = %v, want the check's error", err)
@@ -243,7 +243,7 @@ func TestCheckVetoesWithoutRotating(t *testing.T) {
 	}
 	// Still redeemable, once, and no reuse was recorded.
 	called := false
-	_, next, err = s.Redeem(context.Background(), tok, grant.ClientID, time.Hour, func(Grant) error { called = true; return nil })
+	_, next, err = s.Redeem(context.Background(), tok, grant.ClientID, time.Hour, func(Grant) (AccessRef, error) { called = true; return AccessRef{}, nil })
 	if err != nil || !called {
 		t.Fatalf("Redeem after a veto: %v (check called %v)", err, called)
 	}

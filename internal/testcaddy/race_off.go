@@ -1,0 +1,5 @@
+//go:build !race
+
+package testcaddy
+
+const raceEnabled = false
