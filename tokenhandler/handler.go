@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/internal/issuer"
+	"github.com/tokengate/tokengate/validator"
 )
 
 func init() {
@@ -29,6 +30,8 @@ func init() {
 //     `Cache-Control: no-store`
 //   - GET /.well-known/jwks.json: the public signing keys (RFC 7517)
 //   - GET /.well-known/oauth-authorization-server: the metadata (RFC 8414)
+//   - POST /oauth/revoke: token revocation (RFC 7009)
+//   - POST /oauth/introspect: token introspection (RFC 7662)
 //
 // Other requests pass to the next handler, so the directive can sit in a
 // site beside other routes.
@@ -37,12 +40,13 @@ type Handler struct {
 	// Default: "default".
 	Issuer string `json:"issuer,omitempty"`
 
-	iss    *issuer.Issuer
-	logger *zap.Logger
-	realm  string
+	iss      *issuer.Issuer
+	verifier *validator.Handler // the issuer's own tokens, any audience
+	logger   *zap.Logger
+	realm    string
 
-	tokenPath, jwksPath string
-	metadataPaths       []string
+	tokenPath, jwksPath, revokePath, introspectPath string
+	metadataPaths                                   []string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -74,6 +78,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	base := strings.TrimSuffix(u.Path, "/")
 	h.tokenPath = base + issuer.TokenPath
 	h.jwksPath = base + issuer.JWKSPath
+	h.revokePath = base + issuer.RevokePath
+	h.introspectPath = base + issuer.IntrospectPath
+	if h.verifier, err = validator.ForIssuer(h.iss); err != nil {
+		return err
+	}
 	// RFC 8414 §3.1 puts the well-known segment before the issuer's path;
 	// the path below the issuer is served too, as many clients look there.
 	h.metadataPaths = []string{issuer.MetadataPath + base, base + issuer.MetadataPath}
@@ -88,6 +97,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.serveToken(w, r)
 	case p == h.jwksPath:
 		return h.serveJWKS(w, r)
+	case p == h.revokePath:
+		return h.serveRevoke(w, r)
+	case p == h.introspectPath:
+		return h.serveIntrospect(w, r)
 	case p == h.metadataPaths[0] || p == h.metadataPaths[1]:
 		return h.serveMetadata(w, r)
 	}

@@ -59,11 +59,21 @@ func issuerCaddyfile(t *testing.T, dir string) string {
 			secret_hash %s
 			token_ttl 10m
 		}
+		client resource-server {
+			secret rs-secret
+			introspect_any
+		}
 	}
 }
 
 :9281 {
 	oauth_token
+	handle /api/* {
+		bearer_auth {
+			audience legacy-api
+		}
+		respond "hello {http.auth.user.id}"
+	}
 	respond "next handler" 418
 }
 `, testcaddy.Storage(dir), base, weirdSecret, hash)
@@ -454,9 +464,11 @@ func TestWellKnown(t *testing.T) {
 		t.Fatalf("metadata: %d", a.status)
 	}
 	want := map[string]any{
-		"issuer":         base,
-		"token_endpoint": tokenURL,
-		"jwks_uri":       base + "/.well-known/jwks.json",
+		"issuer":                 base,
+		"token_endpoint":         tokenURL,
+		"jwks_uri":               base + "/.well-known/jwks.json",
+		"revocation_endpoint":    base + "/oauth/revoke",
+		"introspection_endpoint": base + "/oauth/introspect",
 	}
 	for k, v := range want {
 		if a.body[k] != v {

@@ -300,22 +300,29 @@ func (i *Issuer) Metadata() map[string]any {
 	if grants[clients.GrantRefreshToken] {
 		grantList = append(grantList, clients.GrantRefreshToken)
 	}
+	authMethods := []string{"client_secret_basic", "client_secret_post"}
 	return map[string]any{
-		"issuer":                                i.Config.Issuer,
-		"token_endpoint":                        base + TokenPath,
-		"jwks_uri":                              base + JWKSPath,
-		"grant_types_supported":                 grantList,
-		"response_types_supported":              []string{},
-		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
-		"scopes_supported":                      append([]string{}, scopes...),
+		"issuer":                                        i.Config.Issuer,
+		"token_endpoint":                                base + TokenPath,
+		"jwks_uri":                                      base + JWKSPath,
+		"grant_types_supported":                         grantList,
+		"response_types_supported":                      []string{},
+		"token_endpoint_auth_methods_supported":         authMethods,
+		"revocation_endpoint":                           base + RevokePath,
+		"revocation_endpoint_auth_methods_supported":    authMethods,
+		"introspection_endpoint":                        base + IntrospectPath,
+		"introspection_endpoint_auth_methods_supported": authMethods,
+		"scopes_supported":                              append([]string{}, scopes...),
 	}
 }
 
 // Endpoint paths, relative to the issuer URL.
 const (
-	TokenPath    = "/oauth/token"
-	JWKSPath     = "/.well-known/jwks.json"
-	MetadataPath = "/.well-known/oauth-authorization-server"
+	TokenPath      = "/oauth/token"
+	RevokePath     = "/oauth/revoke"
+	IntrospectPath = "/oauth/introspect"
+	JWKSPath       = "/.well-known/jwks.json"
+	MetadataPath   = "/.well-known/oauth-authorization-server"
 )
 
 func randomID() (string, error) {

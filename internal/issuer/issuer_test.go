@@ -468,13 +468,17 @@ func TestMetadata(t *testing.T) {
 			}
 			base := strings.TrimSuffix(tt.issuer, "/")
 			want := map[string]any{
-				"issuer":                                tt.issuer,
-				"token_endpoint":                        base + "/oauth/token",
-				"jwks_uri":                              base + "/.well-known/jwks.json",
-				"grant_types_supported":                 toAny(tt.wantGrants),
-				"response_types_supported":              []any{},
-				"token_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post"},
-				"scopes_supported":                      toAny(tt.wantScopes),
+				"issuer":                                        tt.issuer,
+				"token_endpoint":                                base + "/oauth/token",
+				"jwks_uri":                                      base + "/.well-known/jwks.json",
+				"grant_types_supported":                         toAny(tt.wantGrants),
+				"response_types_supported":                      []any{},
+				"token_endpoint_auth_methods_supported":         []any{"client_secret_basic", "client_secret_post"},
+				"scopes_supported":                              toAny(tt.wantScopes),
+				"revocation_endpoint":                           base + "/oauth/revoke",
+				"introspection_endpoint":                        base + "/oauth/introspect",
+				"revocation_endpoint_auth_methods_supported":    []any{"client_secret_basic", "client_secret_post"},
+				"introspection_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post"},
 			}
 			if !reflect.DeepEqual(md, want) {
 				t.Fatalf("metadata\n got %s\nwant %v", data, want)
