@@ -61,6 +61,16 @@ type Process struct {
 // healthURL answers. The process is stopped when the test ends.
 func StartProcess(t testing.TB, caddyfile, healthURL string) *Process {
 	t.Helper()
+	p := SpawnProcess(t, caddyfile)
+	p.WaitReady(healthURL)
+	return p
+}
+
+// SpawnProcess starts the built binary with the Caddyfile without waiting
+// for it, so several instances can start at the same moment. Call Binary
+// first from the test goroutine, and WaitReady afterwards.
+func SpawnProcess(t testing.TB, caddyfile string) *Process {
+	t.Helper()
 	bin := Binary(t)
 	cfg := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(cfg, []byte(caddyfile), 0o600); err != nil {
@@ -75,18 +85,25 @@ func StartProcess(t testing.TB, caddyfile, healthURL string) *Process {
 	}
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(p.Stop)
+	return p
+}
+
+// WaitReady waits until healthURL answers, failing the test if the
+// process exits or does not answer within 20s.
+func (p *Process) WaitReady(healthURL string) {
+	p.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
 		case <-p.done:
-			t.Fatalf("caddy exited at start:\n%s", p.out)
+			p.t.Fatalf("caddy exited at start:\n%s", p.out)
 		default:
 		}
 		if ping(healthURL) {
-			return p
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("caddy did not answer %s within 20s:\n%s", healthURL, p.out)
+			p.t.Fatalf("caddy did not answer %s within 20s:\n%s", healthURL, p.out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

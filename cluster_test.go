@@ -1,0 +1,281 @@
+package tokengate_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/internal/testcaddy"
+)
+
+// upstream is a stand-in legacy service: it counts requests and answers
+// with the identity it was handed.
+type upstream struct {
+	*httptest.Server
+	hits atomic.Int64
+}
+
+func newUpstream(t *testing.T) *upstream {
+	u := new(upstream)
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.hits.Add(1)
+		fmt.Fprintf(w, "hello %s", r.Header.Get("X-Client-Id"))
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+// instance is one Caddy process of a cluster.
+type instance struct {
+	base string
+	cfg  string
+	proc *testcaddy.Process
+}
+
+func clusterConfig(port int, storage, upstreamURL string) string {
+	return fmt.Sprintf(`{
+	admin off
+	%s
+	oauth_issuer {
+		issuer http://tokengate.test
+		revocation_sync 1s
+		client svc {
+			secret svc-secret
+			scopes read
+			audience api
+			grant_types client_credentials refresh_token
+		}
+	}
+}
+
+:%d {
+	oauth_token
+	handle /api/* {
+		bearer_auth {
+			audience api
+		}
+		reverse_proxy %s {
+			header_up X-Client-Id {http.auth.user.id}
+		}
+	}
+}
+`, testcaddy.Storage(storage), port, strings.TrimPrefix(upstreamURL, "http://"))
+}
+
+// startCluster starts one instance per port on one storage directory, all
+// at the same moment (so they race to make the first signing key).
+func startCluster(t *testing.T, storage, upstreamURL string, ports ...int) []*instance {
+	t.Helper()
+	testcaddy.Binary(t)
+	var out []*instance
+	for _, p := range ports {
+		in := &instance{base: fmt.Sprintf("http://localhost:%d", p), cfg: clusterConfig(p, storage, upstreamURL)}
+		in.proc = testcaddy.SpawnProcess(t, in.cfg)
+		out = append(out, in)
+	}
+	for _, in := range out {
+		in.proc.WaitReady(in.base + "/.well-known/jwks.json")
+	}
+	return out
+}
+
+func (in *instance) restart(t *testing.T) {
+	t.Helper()
+	in.proc.Stop()
+	in.proc = testcaddy.StartProcess(t, in.cfg, in.base+"/.well-known/jwks.json")
+}
+
+var svcBasic = "Basic " + base64.StdEncoding.EncodeToString([]byte("svc:svc-secret"))
+
+func httpDo(t *testing.T, method, u, body string, hdr ...string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		t.Error(err)
+		return 0, nil
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Error(err)
+		return 0, nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (in *instance) token(t *testing.T) (access, refresh string) {
+	t.Helper()
+	status, body := httpDo(t, http.MethodPost, in.base+"/oauth/token?grant_type=client_credentials", "", "Authorization", svcBasic)
+	var ans map[string]any
+	if status != 200 || json.Unmarshal(body, &ans) != nil {
+		t.Fatalf("token from %s: %d %s", in.base, status, body)
+	}
+	return ans["access_token"].(string), ans["refresh_token"].(string)
+}
+
+func (in *instance) call(t *testing.T, token string) (int, string) {
+	t.Helper()
+	status, body := httpDo(t, http.MethodGet, in.base+"/api/x", "", "Authorization", "Bearer "+token)
+	return status, string(body)
+}
+
+func (in *instance) jwks(t *testing.T) []byte {
+	t.Helper()
+	status, body := httpDo(t, http.MethodGet, in.base+"/.well-known/jwks.json", "")
+	if status != 200 {
+		t.Fatalf("jwks of %s: %d", in.base, status)
+	}
+	return body
+}
+
+// TestTwoInstancesAreOneIssuer runs two Caddy processes on one storage
+// directory and checks they behave as one issuer.
+func TestTwoInstancesAreOneIssuer(t *testing.T) {
+	storage := t.TempDir()
+	up := newUpstream(t)
+	ins := startCluster(t, storage, up.URL, 9391, 9392)
+	a, b := ins[0], ins[1]
+
+	// One key, made once although both started together.
+	ja, jb := a.jwks(t), b.jwks(t)
+	var set struct{ Keys []map[string]any }
+	if err := json.Unmarshal(ja, &set); err != nil || len(set.Keys) != 1 {
+		t.Fatalf("JWKS of a: %s (%v), want exactly one key", ja, err)
+	}
+	if !bytes.Equal(ja, jb) {
+		t.Fatalf("the instances publish different keys:\n%s\n%s", ja, jb)
+	}
+
+	// Tokens from either are valid at both.
+	atA, _ := a.token(t)
+	atB, _ := b.token(t)
+	for _, c := range []struct {
+		in  *instance
+		tok string
+	}{{a, atB}, {b, atA}, {a, atA}, {b, atB}} {
+		if status, body := c.in.call(t, c.tok); status != 200 || body != "hello svc" {
+			t.Errorf("token at %s: %d %q", c.in.base, status, body)
+		}
+	}
+
+	// A revocation at a is refused by a at once and by b within the
+	// documented delay (revocation_sync 1s).
+	status, body := httpDo(t, http.MethodPost, a.base+"/oauth/revoke", "token="+url.QueryEscape(atB), "Authorization", svcBasic)
+	if status != 200 {
+		t.Fatalf("revoke at a: %d %s", status, body)
+	}
+	revokedAt := time.Now()
+	if status, _ := a.call(t, atB); status != 401 {
+		t.Fatalf("revoking instance accepted the revoked token: %d", status)
+	}
+	var seenAfter time.Duration
+	for {
+		if status, _ := b.call(t, atB); status == 401 {
+			seenAfter = time.Since(revokedAt)
+			break
+		}
+		if time.Since(revokedAt) > 5*time.Second {
+			t.Fatal("the other instance still accepts the revoked token after 5s (revocation_sync is 1s)")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("revocation seen by the other instance after %v", seenAfter.Round(10*time.Millisecond))
+	if status, _ := b.call(t, atA); status != 200 {
+		t.Errorf("an unrevoked token is refused after the revocation: %d", status)
+	}
+	// From then on the revoked token never reaches the upstream.
+	hits := up.hits.Load()
+	for _, in := range []*instance{a, b, a, b} {
+		if status, _ := in.call(t, atB); status != 401 {
+			t.Errorf("revoked token at %s: %d", in.base, status)
+		}
+	}
+	if got := up.hits.Load(); got != hits {
+		t.Errorf("a revoked token reached the upstream %d times", got-hits)
+	}
+}
+
+// TestConcurrentRefreshOneWinner sends the same refresh token to two
+// instances at the same moment, many times: exactly one request wins each
+// time.
+func TestConcurrentRefreshOneWinner(t *testing.T) {
+	storage := t.TempDir()
+	up := newUpstream(t)
+	ins := startCluster(t, storage, up.URL, 9393, 9394)
+	const rounds = 16
+	tokens := make([]string, rounds)
+	for i := range tokens {
+		_, tokens[i] = ins[i%2].token(t)
+	}
+	wins := make([]atomic.Int32, rounds)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range rounds {
+		for _, in := range ins {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				status, body := httpDo(t, http.MethodPost, in.base+"/oauth/token", "grant_type=refresh_token&refresh_token="+tokens[i], "Authorization", svcBasic)
+				switch {
+				case status == 200:
+					wins[i].Add(1)
+				case status == 400 && strings.Contains(string(body), `"invalid_grant"`):
+				default:
+					t.Errorf("round %d at %s: %d %s", i, in.base, status, body)
+				}
+			}()
+		}
+	}
+	close(start)
+	wg.Wait()
+	for i := range wins {
+		if n := wins[i].Load(); n != 1 {
+			t.Errorf("round %d: %d winners, want exactly 1", i, n)
+		}
+	}
+}
+
+// TestStateSurvivesProcessRestart restarts an instance on the same storage:
+// same keys, revocations still refused, refresh tokens still redeemable.
+func TestStateSurvivesProcessRestart(t *testing.T) {
+	storage := t.TempDir()
+	up := newUpstream(t)
+	a := startCluster(t, storage, up.URL, 9395)[0]
+	keys := a.jwks(t)
+	live, rt := a.token(t)
+	dead, _ := a.token(t)
+	if status, body := httpDo(t, http.MethodPost, a.base+"/oauth/revoke", "token="+dead, "Authorization", svcBasic); status != 200 {
+		t.Fatalf("revoke: %d %s", status, body)
+	}
+	a.restart(t)
+	if got := a.jwks(t); !bytes.Equal(got, keys) {
+		t.Fatalf("keys changed across a restart:\n%s\n%s", keys, got)
+	}
+	if status, _ := a.call(t, live); status != 200 {
+		t.Errorf("token from before the restart: %d", status)
+	}
+	if status, _ := a.call(t, dead); status != 401 {
+		t.Errorf("revoked token accepted after the restart: %d", status)
+	}
+	if status, body := httpDo(t, http.MethodPost, a.base+"/oauth/token", "grant_type=refresh_token&refresh_token="+rt, "Authorization", svcBasic); status != 200 {
+		t.Errorf("refresh token from before the restart: %d %s", status, body)
+	}
+}
