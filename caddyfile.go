@@ -2,6 +2,7 @@ package tokengate
 
 import (
 	"encoding/json"
+	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -27,6 +28,11 @@ func init() {
 //			key_rotation  <duration>
 //			revocation_sync <duration>
 //			signing_key   <pem file>
+//			throttle off | {
+//				per_client  <n>
+//				per_address <n>
+//				window      <duration>
+//			}
 //			client <client_id> {
 //				secret      <plaintext or placeholder>
 //				secret_hash <bcrypt or argon2id hash>
@@ -114,6 +120,12 @@ func unmarshalIssuer(d *caddyfile.Dispenser) (*issuer.Config, error) {
 			if err := durationArg(d, &cfg.RevocationSync); err != nil {
 				return nil, err
 			}
+		case "throttle":
+			th, err := unmarshalThrottle(d)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Throttle = th
 		case "client":
 			c, err := unmarshalClient(d)
 			if err != nil {
@@ -133,6 +145,49 @@ func unmarshalIssuer(d *caddyfile.Dispenser) (*issuer.Config, error) {
 		return nil, d.Err("oauth_issuer: the issuer option (the issuer URL) is required")
 	}
 	return cfg, nil
+}
+
+// unmarshalThrottle reads `throttle off` or
+//
+//	throttle {
+//		per_client  <n>
+//		per_address <n>
+//		window      <duration>
+//	}
+func unmarshalThrottle(d *caddyfile.Dispenser) (*issuer.ThrottleConfig, error) {
+	th := new(issuer.ThrottleConfig)
+	if d.NextArg() {
+		if d.Val() != "off" || d.NextArg() {
+			return nil, d.Err("throttle: the only argument is off")
+		}
+		th.Disabled = true
+		return th, nil
+	}
+	for d.NextBlock(1) {
+		switch opt := d.Val(); opt {
+		case "per_client", "per_address":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return nil, err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return nil, d.Errf("throttle: %s must be a positive number, not %q", opt, v)
+			}
+			if opt == "per_client" {
+				th.PerClient = n
+			} else {
+				th.PerAddress = n
+			}
+		case "window":
+			if err := durationArg(d, &th.Window); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, d.Errf("throttle: unknown option %q", opt)
+		}
+	}
+	return th, nil
 }
 
 func unmarshalClient(d *caddyfile.Dispenser) (*clients.Config, error) {

@@ -108,3 +108,29 @@ func TestParseIssuerOptionErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestParseThrottle(t *testing.T) {
+	app, err := parseOption(t, "oauth_issuer {\n issuer https://a\n throttle {\n per_client 4\n per_address 9\n window 2m\n }\n client c {\n secret s\n }\n}", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	th := app.Issuers["default"].Throttle
+	if th == nil || th.PerClient != 4 || th.PerAddress != 9 || th.Window.String() != "2m0s" || th.Disabled {
+		t.Errorf("throttle = %+v", th)
+	}
+	app, err = parseOption(t, "oauth_issuer {\n issuer https://a\n throttle off\n client c {\n secret s\n }\n}", nil)
+	if err != nil || !app.Issuers["default"].Throttle.Disabled {
+		t.Errorf("throttle off: %+v %v", app, err)
+	}
+	for input, want := range map[string]string{
+		"throttle on":                    "the only argument is off",
+		"throttle {\n per_client 0\n }":  "per_client must be a positive number",
+		"throttle {\n per_address x\n }": "per_address must be a positive number",
+		"throttle {\n burst 3\n }":       `throttle: unknown option "burst"`,
+	} {
+		_, err := parseOption(t, "oauth_issuer {\n issuer https://a\n "+input+"\n client c {\n secret s\n }\n}", nil)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v, want %q", input, err, want)
+		}
+	}
+}

@@ -74,7 +74,7 @@ func (h *Handler) serveRevoke(w http.ResponseWriter, r *http.Request) error {
 	if oe != nil {
 		return h.refuse(w, "", oe)
 	}
-	client, done, err := h.authenticate(w, lr.credentials)
+	client, done, err := h.authenticate(w, r, lr.credentials)
 	if done || err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ func (h *Handler) serveIntrospect(w http.ResponseWriter, r *http.Request) error 
 	if oe != nil {
 		return h.refuse(w, "", oe)
 	}
-	client, done, err := h.authenticate(w, lr.credentials)
+	client, done, err := h.authenticate(w, r, lr.credentials)
 	if done || err != nil {
 		return err
 	}

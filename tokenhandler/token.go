@@ -2,7 +2,10 @@ package tokenhandler
 
 import (
 	"errors"
+	"math"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/tokengate/tokengate/internal/clients"
 	"github.com/tokengate/tokengate/internal/issuer"
 	"github.com/tokengate/tokengate/internal/refresh"
+	"github.com/tokengate/tokengate/internal/throttle"
 )
 
 // tokenResponse is the successful answer of RFC 6749 §5.1, in the order
@@ -43,7 +47,7 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return h.refuse(w, "", errUnsupportedGrant("supported grant types: client_credentials, refresh_token"))
 	}
-	client, done, err := h.authenticate(w, tr.credentials)
+	client, done, err := h.authenticate(w, r, tr.credentials)
 	if done || err != nil {
 		return err
 	}
@@ -144,19 +148,66 @@ func (h *Handler) answer(w http.ResponseWriter, client *clients.Config, tr *toke
 }
 
 // authenticate checks a client's credentials. When they fail it writes the
-// refusal and reports done.
-func (h *Handler) authenticate(w http.ResponseWriter, cr credentials) (*clients.Config, bool, error) {
+// refusal and reports done. A source address, or a client id from that
+// address, with too many recent failures is refused with 429 before the
+// secret is checked: the password hash is the cost a guesser wants to cause.
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, cr credentials) (*clients.Config, bool, error) {
 	if cr.noCredentials {
 		return nil, true, h.refuse(w, "", errInvalidClient(true))
 	}
+	addr := sourceAddress(r)
+	pair := cr.clientID + "\x00" + addr
+	for _, l := range []struct {
+		lim *throttle.Limiter
+		key string
+	}{{h.iss.AddressFailures, addr}, {h.iss.ClientFailures, pair}} {
+		if wait, blocked := l.lim.Blocked(l.key); blocked {
+			h.logger.Info("client authentication throttled",
+				zap.String("client_id", cr.clientID), zap.String("address", addr), zap.Duration("retry_after", wait))
+			return nil, true, h.writeError(w, &oauthError{
+				status:      http.StatusTooManyRequests,
+				Code:        "temporarily_unavailable",
+				Description: "too many failed client authentications; retry later",
+				retryAfter:  int(math.Ceil(wait.Seconds())),
+			})
+		}
+	}
 	client, err := h.iss.Clients.Authenticate(cr.clientID, cr.clientSecret)
 	if errors.Is(err, clients.ErrInvalidClient) {
+		h.iss.AddressFailures.Fail(addr)
+		h.iss.ClientFailures.Fail(pair)
 		return nil, true, h.refuse(w, cr.clientID, errInvalidClient(cr.basic))
 	}
 	if err != nil {
 		return nil, true, caddyhttp.Error(http.StatusInternalServerError, err)
 	}
+	h.iss.ClientFailures.Reset(pair)
 	return client, false, nil
+}
+
+// sourceAddress is the client's IP as Caddy determined it (honouring the
+// server's trusted_proxies, never a client-sent X-Forwarded-For on its own),
+// with IPv6 addresses reduced to their /64, which one party usually holds
+// whole.
+func sourceAddress(r *http.Request) string {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	if ip == "" {
+		ip = r.RemoteAddr
+		if host, _, err := net.SplitHostPort(ip); err == nil {
+			ip = host
+		}
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is6() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.String()
+		}
+	}
+	return a.String()
 }
 
 func (h *Handler) refuse(w http.ResponseWriter, clientID string, oe *oauthError) error {

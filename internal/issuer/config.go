@@ -61,9 +61,42 @@ type Config struct {
 	// once. Default: 2s.
 	RevocationSync caddy.Duration `json:"revocation_sync,omitempty"`
 
+	// Throttle limits failed client authentications at the token,
+	// revocation and introspection endpoints. Default: on, with the
+	// defaults of ThrottleConfig.
+	Throttle *ThrottleConfig `json:"throttle,omitempty"`
+
 	// Clients allowed to get tokens. At least one is required.
 	Clients []*clients.Config `json:"clients,omitempty"`
 }
+
+// ThrottleConfig limits failed client authentications. A request is
+// refused with 429 and Retry-After, before the secret is checked, once its
+// source address has failed PerAddress times in the window, or once the
+// client id it names has failed PerClient times in the window from that
+// address. Counting a client id per address means a client being guessed
+// from one place is not locked out everywhere else; a guesser spreading over
+// many addresses is bounded by the addresses it owns (IPv6 addresses count
+// per /64) and by the cost of the password hash.
+type ThrottleConfig struct {
+	// PerClient is how many failures a client id may have from one address
+	// in a window. Default: 10.
+	PerClient int `json:"per_client,omitempty"`
+	// PerAddress is how many failures an address may have in a window, over
+	// all client ids. Default: 30.
+	PerAddress int `json:"per_address,omitempty"`
+	// Window is the length of a counting window. Default: 1m.
+	Window caddy.Duration `json:"window,omitempty"`
+	// Disabled turns throttling off.
+	Disabled bool `json:"disabled,omitempty"`
+}
+
+// Throttle defaults.
+const (
+	DefaultThrottlePerClient  = 10
+	DefaultThrottlePerAddress = 30
+	DefaultThrottleWindow     = time.Minute
+)
 
 // resolve replaces placeholders such as {env.X} in the options that may hold
 // them and fills defaults. It works on a copy; the JSON config is untouched.
@@ -112,6 +145,20 @@ func (c Config) resolve(repl *caddy.Replacer) (*Config, error) {
 	if out.KeyRotation == 0 {
 		out.KeyRotation = caddy.Duration(DefaultKeyRotation)
 	}
+	th := ThrottleConfig{}
+	if c.Throttle != nil {
+		th = *c.Throttle
+	}
+	if th.PerClient == 0 {
+		th.PerClient = DefaultThrottlePerClient
+	}
+	if th.PerAddress == 0 {
+		th.PerAddress = DefaultThrottlePerAddress
+	}
+	if th.Window == 0 {
+		th.Window = caddy.Duration(DefaultThrottleWindow)
+	}
+	out.Throttle = &th
 	return &out, out.validate()
 }
 
@@ -134,6 +181,9 @@ func (c *Config) validate() error {
 	}
 	if time.Duration(c.KeyRotation) < time.Minute {
 		return errors.New("key_rotation: must be at least 1m")
+	}
+	if t := c.Throttle; t != nil && (t.PerClient < 0 || t.PerAddress < 0 || t.Window < 0) {
+		return errors.New("throttle: limits and window must be positive")
 	}
 	if c.RevocationSync < 0 {
 		return errors.New("revocation_sync: must be positive")

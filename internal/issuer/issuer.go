@@ -24,6 +24,7 @@ import (
 	"github.com/tokengate/tokengate/internal/keys"
 	"github.com/tokengate/tokengate/internal/refresh"
 	"github.com/tokengate/tokengate/internal/revocation"
+	"github.com/tokengate/tokengate/internal/throttle"
 )
 
 // AppName is the Caddy app (module ID) holding the issuers.
@@ -47,6 +48,9 @@ type Issuer struct {
 	Refresh *refresh.Store
 	// Revocations lists revoked access tokens (by jti).
 	Revocations *revocation.Store
+	// ClientFailures and AddressFailures count failed client
+	// authentications (see ThrottleConfig); nil when throttling is off.
+	ClientFailures, AddressFailures *throttle.Limiter
 
 	// Now is the issuer's clock; tests replace it.
 	Now func() time.Time
@@ -77,6 +81,10 @@ func New(ctx context.Context, name string, cfg *Config, storage certmagic.Storag
 	}
 	iss := &Issuer{Name: name, Config: rc, Clients: reg, Now: time.Now, logger: logger}
 	now := func() time.Time { return iss.Now() }
+	if th := rc.Throttle; !th.Disabled {
+		iss.ClientFailures = &throttle.Limiter{Max: th.PerClient, Window: time.Duration(th.Window), Now: now}
+		iss.AddressFailures = &throttle.Limiter{Max: th.PerAddress, Window: time.Duration(th.Window), Now: now}
+	}
 	prefix := StoragePrefix(rc.Issuer)
 	kc := keys.Config{
 		Storage:     storage,
@@ -262,6 +270,13 @@ func (i *Issuer) Issue(c *clients.Config, scopes, aud []string) (*AccessToken, e
 		ClientID:  c.ClientID,
 		Scope:     strings.Join(scopes, " "),
 	}
+	tok, err := signAccessToken(key, &cl)
+	if err != errNoFastPath {
+		if err != nil {
+			return nil, err
+		}
+		return &AccessToken{Token: tok, Claims: cl, TTL: ttl}, nil
+	}
 	payload, err := json.Marshal(cl)
 	if err != nil {
 		return nil, err
@@ -272,11 +287,11 @@ func (i *Issuer) Issue(c *clients.Config, scopes, aud []string) (*AccessToken, e
 			return nil, err
 		}
 	}
-	tok, err := jws.Sign(payload, jws.WithKey(key.Alg, key.Private, jws.WithProtectedHeaders(hdr)))
+	signed, err := jws.Sign(payload, jws.WithKey(key.Alg, key.Private, jws.WithProtectedHeaders(hdr)))
 	if err != nil {
 		return nil, fmt.Errorf("signing access token: %v", err)
 	}
-	return &AccessToken{Token: string(tok), Claims: cl, TTL: ttl}, nil
+	return &AccessToken{Token: string(signed), Claims: cl, TTL: ttl}, nil
 }
 
 // Metadata is the RFC 8414 authorization server metadata.
