@@ -135,3 +135,28 @@ func TestParseThrottle(t *testing.T) {
 		}
 	}
 }
+
+// FuzzIssuerOption: the oauth_issuer parser never panics, and what it
+// accepts is valid JSON for the app with an issuer URL set.
+func FuzzIssuerOption(f *testing.F) {
+	f.Add("oauth_issuer {\n issuer https://a\n client c {\n secret s\n scopes a b\n }\n}")
+	f.Add("oauth_issuer x {\n issuer https://a\n throttle off\n client c {\n secret_hash $2a$04$x\n introspect_any\n }\n}")
+	f.Add("oauth_issuer {\n issuer\n client {\n }\n}")
+	f.Add("oauth_issuer {\n throttle {\n per_client -1\n window 0\n }\n}")
+	f.Add("oauth_issuer { issuer \"\" client c { secret {env.X} token_ttl 1y } }")
+	f.Fuzz(func(t *testing.T, input string) {
+		v, err := parseIssuerOption(caddyfile.NewTestDispenser(input), nil)
+		if err != nil {
+			return
+		}
+		app := new(App)
+		if err := json.Unmarshal(v.(httpcaddyfile.App).Value, app); err != nil {
+			t.Fatalf("accepted input gave bad JSON: %v", err)
+		}
+		for name, cfg := range app.Issuers {
+			if cfg.Issuer == "" {
+				t.Fatalf("issuer %q accepted without an issuer URL", name)
+			}
+		}
+	})
+}

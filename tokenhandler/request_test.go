@@ -121,3 +121,38 @@ func FuzzParseTokenRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseLifecycleRequest: never panics; what it accepts has a token, no
+// repeated parameter and nothing secret in the URL.
+func FuzzParseLifecycleRequest(f *testing.F) {
+	f.Add("", "token=abc", "application/x-www-form-urlencoded", "Basic "+b64("a:b"))
+	f.Add("token=abc", "", "", "")
+	f.Add("", "token=a&token=b&token_type_hint=x", "application/x-www-form-urlencoded", "")
+	f.Add("", "token=a.b.c&client_id=x&client_secret=y", "application/x-www-form-urlencoded", "Basic !!")
+	f.Fuzz(func(t *testing.T, query, body, contentType, authz string) {
+		r := httptest.NewRequest(http.MethodPost, "http://x/oauth/revoke", strings.NewReader(body))
+		r.URL.RawQuery = query
+		if contentType != "" {
+			r.Header.Set("Content-Type", contentType)
+		}
+		if authz != "" {
+			r.Header.Set("Authorization", authz)
+		}
+		lr, oe := parseLifecycleRequest(httptest.NewRecorder(), r)
+		if oe != nil {
+			if lr != nil || oe.status < 400 {
+				t.Fatalf("bad refusal %+v", oe)
+			}
+			return
+		}
+		if lr.token == "" {
+			t.Fatal("accepted without a token")
+		}
+		q, _ := url.ParseQuery(query)
+		for _, name := range append([]string{"token"}, bodyOnly...) {
+			if q.Has(name) {
+				t.Fatalf("accepted %s in the URL", name)
+			}
+		}
+	})
+}
