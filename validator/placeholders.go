@@ -34,7 +34,7 @@ func (c *Claims) placeholder(key string) (any, bool) {
 		return strconv.FormatInt(c.Expiry, 10), true
 	default:
 		if claim, ok := strings.CutPrefix(name, "claims."); ok {
-			v, ok := c.rendered[claim]
+			v, ok := c.maps().rendered[claim]
 			return v, ok
 		}
 	}

@@ -5,8 +5,6 @@ import (
 	"math"
 	"strings"
 	"time"
-
-	"github.com/lestrrat-go/jwx/v3/jws"
 )
 
 // verify returns the verified form of a token: from the cache when this
@@ -19,13 +17,15 @@ func (h *Handler) verify(ctx context.Context, tok string) (*cached, error) {
 			return e, nil
 		}
 	}
-	hdrEnc, _, _, err := splitCompact(tok)
+	hdrEnc, payloadEnc, sigEnc, err := splitCompact(tok)
 	if err != nil {
 		return nil, err
 	}
-	hdr, err := parseHeader(hdrEnc)
-	if err != nil {
-		return nil, err
+	hdr, known := cachedHeader(hdrEnc)
+	if !known {
+		if hdr, err = parseHeader(hdrEnc); err != nil {
+			return nil, err
+		}
 	}
 	if strings.EqualFold(hdr.Alg, "none") {
 		return nil, errUnsigned
@@ -43,14 +43,16 @@ func (h *Handler) verify(ctx context.Context, tok string) (*cached, error) {
 		return nil, err
 	}
 	// The key decides the algorithm. A token naming another one (HS256
-	// with the public key as secret, a downgrade) is refused outright;
-	// VerifyCompactFast checks the header against k.alg once more.
+	// with the public key as secret, a downgrade) is refused outright.
 	if hdr.Alg != k.alg.String() {
 		return nil, errAlgMismatch
 	}
-	payload, err := jws.VerifyCompactFast(k.pub, []byte(tok), k.alg)
+	payload, err := verifySignature(k, tok, payloadEnc, sigEnc)
 	if err != nil {
-		return nil, errBadSignature
+		return nil, err
+	}
+	if !known {
+		rememberHeader(hdrEnc, hdr)
 	}
 	c, err := parseClaims(payload)
 	if err != nil {
