@@ -40,7 +40,9 @@ type client struct {
 func NewRegistry(cfgs []*Config) (*Registry, error) {
 	r := &Registry{
 		byID:     make(map[string]*client, len(cfgs)),
-		verified: cache.New(SecretCacheTTL, time.Minute),
+		// No janitor goroutine: expired entries are never served, and
+		// DeleteExpired (run by the issuer while it runs) frees them.
+		verified: cache.New(SecretCacheTTL, 0),
 	}
 	for _, cfg := range cfgs {
 		if err := cfg.Validate(); err != nil {
@@ -74,6 +76,9 @@ func NewRegistry(cfgs []*Config) (*Registry, error) {
 	}
 	return r, nil
 }
+
+// DeleteExpired frees remembered secret checks that have expired.
+func (r *Registry) DeleteExpired() { r.verified.DeleteExpired() }
 
 // Get returns the client with the given id.
 func (r *Registry) Get(id string) (*Config, bool) {

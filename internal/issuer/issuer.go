@@ -133,6 +133,7 @@ func (i *Issuer) Start() {
 			i.logger.Error("reading revocations", zap.Error(err))
 		}
 	})
+	i.every(ctx, time.Minute, i.Clients.DeleteExpired)
 	i.every(ctx, sweepInterval, func() {
 		if n, err := i.Refresh.Sweep(ctx); err != nil {
 			i.logger.Error("sweeping expired refresh tokens", zap.Error(err))

@@ -51,7 +51,9 @@ type record struct {
 
 func (s *Store) init() {
 	s.once.Do(func() {
-		s.revoked = cache.New(cache.NoExpiration, time.Minute)
+		// No janitor goroutine (it would outlive the issuer): Sync frees
+		// expired entries.
+		s.revoked = cache.New(cache.NoExpiration, 0)
 		if s.Now == nil {
 			s.Now = time.Now
 		}
@@ -105,6 +107,7 @@ func (s *Store) Sync(ctx context.Context) error {
 	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.revoked.DeleteExpired()
 	keys, err := s.Storage.List(ctx, s.dir(), false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
