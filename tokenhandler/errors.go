@@ -69,6 +69,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 }
 
 func (h *Handler) writeError(w http.ResponseWriter, e *oauthError) error {
+	if o, ok := w.(*outcome); ok {
+		o.code = e.Code
+	}
 	hdr := w.Header()
 	noStore(hdr)
 	if e.basic {

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/internal/issuer"
+	"github.com/tokengate/tokengate/internal/metrics"
 	"github.com/tokengate/tokengate/validator"
 )
 
@@ -60,6 +61,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision finds the issuer in the tokengate app.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	metrics.Register(ctx.GetMetricsRegistry())
 	app, err := ctx.App(issuer.AppName)
 	if err != nil {
 		return fmt.Errorf("loading the tokengate app: %v", err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/clients"
 	"github.com/tokengate/tokengate/internal/issuer"
+	"github.com/tokengate/tokengate/internal/metrics"
 	"github.com/tokengate/tokengate/internal/refresh"
 )
 
@@ -90,13 +91,17 @@ func (h *Handler) serveRevoke(w http.ResponseWriter, r *http.Request) error {
 		if err := h.iss.Revocations.Revoke(r.Context(), claims.JTI, time.Unix(claims.Expiry, 0)); err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
 		}
+		metrics.Revocations.WithLabelValues("access_token").Inc()
 		h.logger.Info("access token revoked", zap.String("client_id", client.ClientID), zap.String("jti", claims.JTI))
 		return revoked(w)
 	}
 	switch err := h.iss.Refresh.RevokeFamily(r.Context(), lr.token, client.ClientID); {
 	case errors.Is(err, refresh.ErrForeign):
 		return h.refuse(w, client.ClientID, foreign)
-	case err == nil, errors.Is(err, refresh.ErrInvalid):
+	case err == nil:
+		metrics.Revocations.WithLabelValues("refresh_token").Inc()
+		return revoked(w)
+	case errors.Is(err, refresh.ErrInvalid):
 		return revoked(w)
 	default:
 		return caddyhttp.Error(http.StatusInternalServerError, err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/clients"
 	"github.com/tokengate/tokengate/internal/issuer"
+	"github.com/tokengate/tokengate/internal/metrics"
 	"github.com/tokengate/tokengate/internal/refresh"
 	"github.com/tokengate/tokengate/internal/throttle"
 )
@@ -29,8 +30,44 @@ type tokenResponse struct {
 	Scope        string `json:"scope,omitempty"`
 }
 
-// serveToken answers POST /oauth/token.
+// serveToken answers POST /oauth/token, recording the outcome in the
+// metrics.
 func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request) error {
+	start := time.Now()
+	rec := &outcome{ResponseWriter: w}
+	err := h.token(rec, r)
+	result := rec.code
+	switch {
+	case err != nil || rec.status >= 500:
+		result = "error"
+	case rec.status == http.StatusOK:
+		result = "issued"
+	case rec.status == http.StatusTooManyRequests:
+		result = "throttled"
+	}
+	grant := rec.grant
+	if grant != clients.GrantClientCredentials && grant != clients.GrantRefreshToken {
+		grant = "other" // keep the label's values bounded
+	}
+	metrics.TokenRequests.WithLabelValues(grant, result).Inc()
+	metrics.Duration.WithLabelValues("issuer").Observe(time.Since(start).Seconds())
+	return err
+}
+
+// outcome remembers what the token endpoint answered, for the metrics.
+type outcome struct {
+	http.ResponseWriter
+	status int
+	code   string // the RFC 6749 error code of a refusal
+	grant  string
+}
+
+func (o *outcome) WriteHeader(status int) {
+	o.status = status
+	o.ResponseWriter.WriteHeader(status)
+}
+
+func (h *Handler) token(w *outcome, r *http.Request) error {
 	noStore(w.Header())
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -40,6 +77,7 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request) error {
 	if oe != nil {
 		return h.refuse(w, "", oe)
 	}
+	w.grant = tr.grantType
 	switch tr.grantType {
 	case "":
 		return h.refuse(w, "", errInvalidRequest("grant_type is required"))
@@ -139,6 +177,7 @@ func (h *Handler) answer(w http.ResponseWriter, client *clients.Config, tr *toke
 		// client would get by default.
 		resp.Scope = at.Claims.Scope
 	}
+	metrics.TokensIssued.WithLabelValues(client.ClientID).Inc()
 	h.logger.Debug("access token issued",
 		zap.String("client_id", client.ClientID),
 		zap.String("grant_type", tr.grantType),
