@@ -1,6 +1,7 @@
 package tokengate_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -84,5 +85,36 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 	}
 	if strings.TrimSpace(string(want)) != strings.TrimSpace(string(got)) {
 		t.Errorf("adapted Caddyfile.example differs from %s:\n got: %s\nwant: %s", golden, got, want)
+	}
+}
+
+// TestXcaddyManifest checks that xcaddy.json builds this module, by the
+// name go.mod gives it.
+func TestXcaddyManifest(t *testing.T) {
+	gomod, err := os.ReadFile("go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	module := ""
+	for _, line := range strings.Split(string(gomod), "\n") {
+		if rest, ok := strings.CutPrefix(line, "module "); ok {
+			module = strings.TrimSpace(rest)
+		}
+	}
+	raw, err := os.ReadFile("xcaddy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var manifest struct {
+		Dependencies []struct {
+			Module  string `json:"module"`
+			Version string `json:"version"`
+		} `json:"dependencies"`
+	}
+	if err := json.Unmarshal(raw, &manifest); err != nil {
+		t.Fatalf("xcaddy.json: %v", err)
+	}
+	if len(manifest.Dependencies) != 1 || manifest.Dependencies[0].Module != module || manifest.Dependencies[0].Version == "" {
+		t.Errorf("xcaddy.json names %+v, want the module %q with a version", manifest.Dependencies, module)
 	}
 }
