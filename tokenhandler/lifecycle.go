@@ -61,6 +61,19 @@ func parseLifecycleRequest(w http.ResponseWriter, r *http.Request) (*lifecycleRe
 	return lr, nil
 }
 
+// lifecycleClient reads a revocation or introspection request and
+// authenticates its client; when either fails it writes the refusal and
+// reports done.
+func (h *Handler) lifecycleClient(w http.ResponseWriter, r *http.Request) (*lifecycleRequest, *clients.Config, bool, error) {
+	noStore(w.Header())
+	lr, oe := parseLifecycleRequest(w, r)
+	if oe != nil {
+		return nil, nil, true, h.refuse(w, "", oe)
+	}
+	client, done, err := h.authenticate(w, r, lr.credentials)
+	return lr, client, done, err
+}
+
 // isJWT tells an access token from a refresh token by shape.
 func isJWT(token string) bool { return strings.Contains(token, ".") }
 
@@ -70,12 +83,7 @@ func isJWT(token string) bool { return strings.Contains(token, ".") }
 // its jti until it expires, on every instance; revoking a refresh token
 // revokes its whole family and the access tokens issued with it.
 func (h *Handler) serveRevoke(w http.ResponseWriter, r *http.Request) error {
-	noStore(w.Header())
-	lr, oe := parseLifecycleRequest(w, r)
-	if oe != nil {
-		return h.refuse(w, "", oe)
-	}
-	client, done, err := h.authenticate(w, r, lr.credentials)
+	lr, client, done, err := h.lifecycleClient(w, r)
 	if done || err != nil {
 		return err
 	}
@@ -134,12 +142,7 @@ type introspection struct {
 // server) may introspect any. Everything else — expired, revoked,
 // malformed, foreign, or another client's token — is `{"active": false}`.
 func (h *Handler) serveIntrospect(w http.ResponseWriter, r *http.Request) error {
-	noStore(w.Header())
-	lr, oe := parseLifecycleRequest(w, r)
-	if oe != nil {
-		return h.refuse(w, "", oe)
-	}
-	client, done, err := h.authenticate(w, r, lr.credentials)
+	lr, client, done, err := h.lifecycleClient(w, r)
 	if done || err != nil {
 		return err
 	}

@@ -39,7 +39,7 @@ type client struct {
 // must be unique.
 func NewRegistry(cfgs []*Config) (*Registry, error) {
 	r := &Registry{
-		byID:     make(map[string]*client, len(cfgs)),
+		byID: make(map[string]*client, len(cfgs)),
 		// No janitor goroutine: expired entries are never served, and
 		// DeleteExpired (run by the issuer while it runs) frees them.
 		verified: cache.New(SecretCacheTTL, 0),

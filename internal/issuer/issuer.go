@@ -126,8 +126,7 @@ const sweepInterval = time.Hour
 func (i *Issuer) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	i.cancel = cancel
-	i.wg.Add(1)
-	go func() { defer i.wg.Done(); i.Keys.Maintain(ctx) }()
+	i.every(ctx, i.Keys.CheckInterval(), func() { i.Keys.Check(ctx) })
 	i.every(ctx, time.Duration(i.Config.RevocationSync), func() {
 		if err := i.Revocations.Sync(ctx); err != nil {
 			i.logger.Error("reading revocations", zap.Error(err))

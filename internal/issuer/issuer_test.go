@@ -14,13 +14,14 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
+
 	"github.com/go-jose/go-jose/v4"
+	"github.com/tokengate/tokengate/internal/testclock"
 	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/internal/clients"
@@ -29,27 +30,12 @@ import (
 )
 
 // fakeClock is the injectable clock of these tests; it moves only when told.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type fakeClock = testclock.Clock
 
 // newClock starts after the real time at which New made the first key, so
 // that key is active on the fake clock.
 func newClock() *fakeClock {
-	return &fakeClock{t: time.Now().Add(time.Minute).Truncate(time.Second)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+	return testclock.New(time.Now().Add(time.Minute).Truncate(time.Second))
 }
 
 const testIssuer = "https://auth.example.com"

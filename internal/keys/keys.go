@@ -132,7 +132,7 @@ func (m *Manager) lead() time.Duration {
 	return min(m.cfg.Rotation/2, time.Hour)
 }
 
-// CheckInterval is how often Maintain rereads the storage and checks
+// CheckInterval is how often Check should reread the storage and checks
 // whether a rotation is due.
 func (m *Manager) CheckInterval() time.Duration {
 	return max(min(m.lead()/2, time.Minute), time.Second)
@@ -159,28 +159,19 @@ func (m *Manager) Load(ctx context.Context) error {
 	return m.rotateIfDue(ctx)
 }
 
-// Maintain rereads the keys from storage and rotates them when due, until
-// ctx is done. Errors are logged and retried on the next tick; the last good
-// keys stay in use meanwhile.
-func (m *Manager) Maintain(ctx context.Context) {
+// Check rereads the keys from storage and rotates them when due; the
+// issuer runs it every CheckInterval. Errors are logged and the last good
+// keys stay in use until the next check.
+func (m *Manager) Check(ctx context.Context) {
 	if m.cfg.Static != nil {
 		return
 	}
-	t := time.NewTicker(m.CheckInterval())
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := m.reload(ctx); err != nil {
-				m.cfg.Logger.Error("reloading signing keys", zap.Error(err))
-				continue
-			}
-			if err := m.rotateIfDue(ctx); err != nil {
-				m.cfg.Logger.Error("rotating signing keys", zap.Error(err))
-			}
-		}
+	if err := m.reload(ctx); err != nil {
+		m.cfg.Logger.Error("reloading signing keys", zap.Error(err))
+		return
+	}
+	if err := m.rotateIfDue(ctx); err != nil {
+		m.cfg.Logger.Error("rotating signing keys", zap.Error(err))
 	}
 }
 

@@ -21,28 +21,15 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+
+	"github.com/tokengate/tokengate/internal/testclock"
 )
 
 // fakeClock is the injectable clock of these tests; it moves only when told.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type fakeClock = testclock.Clock
 
 func newClock() *fakeClock {
-	return &fakeClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+	return testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // countingStorage counts reads of the storage it wraps.
@@ -811,15 +798,30 @@ func TestCheckInterval(t *testing.T) {
 	}
 }
 
-func TestMaintainStops(t *testing.T) {
-	m := loadedManager(t, &certmagic.FileStorage{Path: t.TempDir()}, newClock(), ES256, time.Hour, time.Hour)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { m.Maintain(ctx); close(done) }()
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Maintain did not return after its context was cancelled")
+// TestCheckRotatesAndRereads: the periodic check of one instance makes the
+// next key when due, and another instance's check publishes it.
+func TestCheckRotatesAndRereads(t *testing.T) {
+	st := &certmagic.FileStorage{Path: t.TempDir()}
+	clock := newClock()
+	a := loadedManager(t, st, clock, ES256, time.Hour, time.Hour)
+	b := loadedManager(t, st, clock, ES256, time.Hour, time.Hour)
+	if a.PublicSet().Len() != 1 || b.PublicSet().Len() != 1 {
+		t.Fatalf("want one key each, got %d and %d", a.PublicSet().Len(), b.PublicSet().Len())
+	}
+	clock.Advance(time.Hour - a.lead())
+	b.Check(context.Background())
+	if b.PublicSet().Len() != 2 {
+		t.Fatalf("the due check made no key: %d published", b.PublicSet().Len())
+	}
+	if a.PublicSet().Len() != 1 {
+		t.Fatal("a saw the new key before its own check (test is not measuring the check)")
+	}
+	a.Check(context.Background())
+	if a.PublicSet().Len() != 2 {
+		t.Fatalf("a's check did not pick up b's key: %d published", a.PublicSet().Len())
+	}
+	// a's check must not have made a third key: one rotation, not one per instance.
+	if a.PublicSet().Len() != 2 || b.PublicSet().Len() != 2 {
+		t.Fatal("more than one key per rotation")
 	}
 }

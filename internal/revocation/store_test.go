@@ -3,38 +3,27 @@ package revocation
 import (
 	"context"
 	"path"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/certmagic"
+
+	"github.com/tokengate/tokengate/internal/testclock"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newPair(t testing.TB) (a, b *Store, c *clock, st certmagic.Storage) {
+func newPair(t testing.TB) (a, b *Store, c *testclock.Clock, st certmagic.Storage) {
 	t.Helper()
 	st = &certmagic.FileStorage{Path: t.TempDir()}
-	c = &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	a = &Store{Storage: st, Prefix: "tg", Now: c.now}
-	b = &Store{Storage: st, Prefix: "tg", Now: c.now}
+	c = testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	a = &Store{Storage: st, Prefix: "tg", Now: c.Now}
+	b = &Store{Storage: st, Prefix: "tg", Now: c.Now}
 	return a, b, c, st
 }
 
 func TestRevokeSeenHereAtOnceAndElsewhereAfterSync(t *testing.T) {
 	ctx := context.Background()
 	a, b, c, _ := newPair(t)
-	exp := c.now().Add(time.Hour)
+	exp := c.Now().Add(time.Hour)
 	if a.IsRevoked("jti-1") {
 		t.Fatal("revoked before Revoke")
 	}
@@ -57,7 +46,7 @@ func TestRevokeSeenHereAtOnceAndElsewhereAfterSync(t *testing.T) {
 		t.Fatal("the other instance does not refuse the token after Sync")
 	}
 	// A restart (a new Store) finds it in storage.
-	r := &Store{Storage: a.Storage, Prefix: "tg", Now: c.now}
+	r := &Store{Storage: a.Storage, Prefix: "tg", Now: c.Now}
 	if err := r.Sync(ctx); err != nil || !r.IsRevoked("jti-1") {
 		t.Fatalf("after restart: revoked=%v err=%v", r.IsRevoked("jti-1"), err)
 	}
@@ -66,21 +55,21 @@ func TestRevokeSeenHereAtOnceAndElsewhereAfterSync(t *testing.T) {
 func TestSweepDeletesOnlyExpired(t *testing.T) {
 	ctx := context.Background()
 	a, _, c, st := newPair(t)
-	if err := a.Revoke(ctx, "short", c.now().Add(time.Minute)); err != nil {
+	if err := a.Revoke(ctx, "short", c.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Revoke(ctx, "long", c.now().Add(2*time.Hour)); err != nil {
+	if err := a.Revoke(ctx, "long", c.Now().Add(2*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := a.Sweep(ctx); err != nil || n != 0 {
 		t.Fatalf("sweep before expiry deleted %d (%v)", n, err)
 	}
 	// Past the short token's exp but within the margin: kept.
-	c.advance(time.Minute + expiryMargin/2)
+	c.Advance(time.Minute + expiryMargin/2)
 	if n, _ := a.Sweep(ctx); n != 0 {
 		t.Fatalf("swept within the leeway margin: %d", n)
 	}
-	c.advance(expiryMargin)
+	c.Advance(expiryMargin)
 	if n, err := a.Sweep(ctx); err != nil || n != 1 {
 		t.Fatalf("sweep after expiry deleted %d (%v), want 1", n, err)
 	}
@@ -98,7 +87,7 @@ func TestExpiredRevocationIsForgotten(t *testing.T) {
 	a, _, c, _ := newPair(t)
 	// go-cache expires on the real clock; a revocation whose token is
 	// already past exp+margin is not even cached.
-	if err := a.Revoke(ctx, "old", c.now().Add(-2*expiryMargin)); err != nil {
+	if err := a.Revoke(ctx, "old", c.Now().Add(-2*expiryMargin)); err != nil {
 		t.Fatal(err)
 	}
 	if a.IsRevoked("old") {
@@ -109,7 +98,7 @@ func TestExpiredRevocationIsForgotten(t *testing.T) {
 func TestCorruptRecordStaysRevoked(t *testing.T) {
 	ctx := context.Background()
 	a, b, c, st := newPair(t)
-	if err := a.Revoke(ctx, "x", c.now().Add(time.Hour)); err != nil {
+	if err := a.Revoke(ctx, "x", c.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Store(ctx, path.Join("tg/revoked", name("x")), []byte("{trunc")); err != nil {
@@ -139,7 +128,7 @@ func TestEmptyStorage(t *testing.T) {
 func BenchmarkIsRevoked(b *testing.B) {
 	s, _, c, _ := newPair(b)
 	for i := 0; i < 1000; i++ {
-		_ = s.Revoke(context.Background(), string(rune('a'+i%26))+time.Duration(i).String(), c.now().Add(time.Hour))
+		_ = s.Revoke(context.Background(), string(rune('a'+i%26))+time.Duration(i).String(), c.Now().Add(time.Hour))
 	}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -4,15 +4,13 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/testclock"
 )
 
-type clock struct{ t time.Time }
-
-func (c *clock) now() time.Time { return c.t }
-
 func TestWindow(t *testing.T) {
-	c := &clock{t: time.Unix(1000, 0)}
-	l := &Limiter{Max: 3, Window: time.Minute, Now: c.now}
+	c := testclock.New(time.Unix(1000, 0))
+	l := &Limiter{Max: 3, Window: time.Minute, Now: c.Now}
 	for i := 0; i < 3; i++ {
 		if _, b := l.Blocked("k"); b {
 			t.Fatalf("blocked after %d failures", i)
@@ -26,11 +24,11 @@ func TestWindow(t *testing.T) {
 	if _, b := l.Blocked("other"); b {
 		t.Fatal("another key is blocked")
 	}
-	c.t = c.t.Add(40 * time.Second)
+	c.Advance(40 * time.Second)
 	if wait, b := l.Blocked("k"); !b || wait != 20*time.Second {
 		t.Fatalf("mid-window: blocked=%v wait=%v", b, wait)
 	}
-	c.t = c.t.Add(20 * time.Second)
+	c.Advance(20 * time.Second)
 	if _, b := l.Blocked("k"); b {
 		t.Fatal("still blocked after the window")
 	}
@@ -53,8 +51,8 @@ func TestReset(t *testing.T) {
 }
 
 func TestBoundedKeys(t *testing.T) {
-	c := &clock{t: time.Unix(1000, 0)}
-	l := &Limiter{Max: 1, Window: time.Minute, MaxKeys: 10, Now: c.now}
+	c := testclock.New(time.Unix(1000, 0))
+	l := &Limiter{Max: 1, Window: time.Minute, MaxKeys: 10, Now: c.Now}
 	for i := 0; i < 100; i++ {
 		l.Fail(fmt.Sprint(i))
 	}
@@ -65,7 +63,7 @@ func TestBoundedKeys(t *testing.T) {
 		t.Fatal("a tracked key lost its count")
 	}
 	// Expired entries make room again.
-	c.t = c.t.Add(time.Minute)
+	c.Advance(time.Minute)
 	l.Fail("new")
 	if _, b := l.Blocked("new"); !b {
 		t.Fatal("no room made by expired entries")
