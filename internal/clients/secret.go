@@ -11,6 +11,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 	"github.com/patrickmn/go-cache"
 	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tokengate/tokengate/internal/metrics"
 )
 
 // Registry is an issuer's set of clients, with the secret check.
@@ -24,6 +27,7 @@ type Registry struct {
 	// password hash once per SecretCacheTTL, not on every request. Failed
 	// checks are never cached.
 	verified *cache.Cache
+	inflight singleflight.Group
 }
 
 // SecretCacheTTL is how long a successful secret check is remembered.
@@ -107,25 +111,40 @@ var ErrInvalidClient = errors.New("client authentication failed")
 func (r *Registry) Authenticate(id, secret string) (*Config, error) {
 	c, known := r.byID[id]
 	sum := sha256.Sum256([]byte(secret))
-	cacheKey := id + "\x00" + string(sum[:])
-	if known && c.comparer != nil {
-		if _, ok := r.verified.Get(cacheKey); ok {
-			return c.cfg, nil
-		}
-	}
-	check := c
 	if !known {
-		check = r.fake
+		// Costs what a wrong secret of a configured client costs.
+		if _, err := r.fake.matches(secret, sum[:]); err != nil {
+			return nil, fmt.Errorf("checking secret of client %q: %v", id, err)
+		}
+		return nil, ErrInvalidClient
 	}
-	ok, err := check.matches(secret, sum[:])
+	if c.comparer == nil {
+		if ok, _ := c.matches(secret, sum[:]); !ok {
+			return nil, ErrInvalidClient
+		}
+		return c.cfg, nil
+	}
+	cacheKey := id + "\x00" + string(sum[:])
+	if _, ok := r.verified.Get(cacheKey); ok {
+		metrics.CacheLookups.WithLabelValues("secret", "hit").Inc()
+		return c.cfg, nil
+	}
+	metrics.CacheLookups.WithLabelValues("secret", "miss").Inc()
+	// Requests presenting the same secret at the same moment share one
+	// hash check: when a busy client's cached check expires, its requests
+	// in flight must not each pay the slow hash.
+	v, err, _ := r.inflight.Do(cacheKey, func() (any, error) {
+		ok, err := c.matches(secret, sum[:])
+		if ok {
+			r.verified.SetDefault(cacheKey, struct{}{})
+		}
+		return ok, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("checking secret of client %q: %v", id, err)
 	}
-	if !known || !ok {
+	if !v.(bool) {
 		return nil, ErrInvalidClient
-	}
-	if c.comparer != nil {
-		r.verified.SetDefault(cacheKey, struct{}{})
 	}
 	return c.cfg, nil
 }
