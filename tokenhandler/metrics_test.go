@@ -69,17 +69,31 @@ func TestMetrics(t *testing.T) {
 	revoked := `tokengate_revocations_total{token_type="access_token"}`
 
 	at, _ := getToken(t)
-	getToken(t)
+	at2, _ := getToken(t)
+	for _, tok := range []string{at2, at2, at2 + "x"} {
+		callAPI(t, tok)
+	}
+	if s := do(t, mustReq(t, http.MethodGet, base+"/api/x")); s.status != 401 {
+		t.Fatalf("no token: %d", s.status)
+	}
 	post(t, tokenURL+"?grant_type=client_credentials", "", "Authorization", basic("demo-client", "wrong"))
 	post(t, tokenURL+"?grant_type=password", "", demoAuth...)
 	revoke(t, at, demoAuth...)
 
 	after := scrape(t)
 	for name, want := range map[string]float64{issued: 2, denied: 1, perClient: 2, revoked: 1,
-		`tokengate_token_requests_total{grant_type="other",result="unsupported_grant_type"}`: 1} {
+		`tokengate_token_requests_total{grant_type="other",result="unsupported_grant_type"}`: 1,
+		`tokengate_validations_total{result="ok"}`:                                           2,
+		`tokengate_validations_total{result="invalid"}`:                                      1,
+		`tokengate_validations_total{result="missing"}`:                                      1,
+		`tokengate_cache_lookups_total{cache="verified_token",result="hit"}`:                 1,
+	} {
 		if got := metricValue(t, after, name) - metricValue(t, before, name); got != want {
 			t.Errorf("%s grew by %v, want %v", name, got, want)
 		}
+	}
+	if metricValue(t, after, `tokengate_duration_seconds_count{component="validator"}`) < 4 {
+		t.Errorf("validator duration histogram not observed")
 	}
 	if metricValue(t, after, `tokengate_duration_seconds_count{component="issuer"}`) < 4 {
 		t.Errorf("issuer duration histogram not observed:\n%s", grepLines(after, "tokengate_duration"))

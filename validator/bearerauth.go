@@ -15,6 +15,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/clients"
 	"github.com/tokengate/tokengate/internal/issuer"
+	"github.com/tokengate/tokengate/internal/metrics"
 )
 
 func init() {
@@ -156,6 +157,7 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision resolves the trusted issuer and its keys.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	metrics.Register(ctx.GetMetricsRegistry())
 	if err := h.provisionCommon(); err != nil {
 		return err
 	}
@@ -349,7 +351,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.AllowPreflight && isPreflight(r) {
 		return next.ServeHTTP(w, r)
 	}
+	start := time.Now()
 	c, err := h.authenticate(r.Context(), r.Header["Authorization"])
+	validatorDuration.Observe(time.Since(start).Seconds())
+	countValidation(err)
 	if err != nil {
 		return h.refuse(w, r, err)
 	}

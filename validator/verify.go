@@ -14,8 +14,10 @@ func (h *Handler) verify(ctx context.Context, tok string) (*cached, error) {
 	ck := cacheKey(tok)
 	if !h.noCache {
 		if e := lookupCached(ck, h.src); e != nil && h.src.published(e.kid) {
+			cacheHit.Inc()
 			return e, nil
 		}
+		cacheMiss.Inc()
 	}
 	hdrEnc, payloadEnc, sigEnc, err := splitCompact(tok)
 	if err != nil {
