@@ -152,7 +152,11 @@ func sign(key *keys.Key, input []byte) ([]byte, error) {
 			break
 		}
 		digest := sha256.Sum256(input)
-		der, err := ecdsa.SignASN1(rand.Reader, priv, digest[:])
+		// A nil rand makes the signature deterministic (RFC 6979): its nonce
+		// comes from the key and the message through HMAC-SHA-256, so it
+		// cannot repeat whatever the system's entropy, and it costs less
+		// than the hedged SHA-512 DRBG a random reader sets up.
+		der, err := priv.Sign(nil, digest[:], crypto.SHA256)
 		if err != nil {
 			return nil, fmt.Errorf("signing access token: %v", err)
 		}
