@@ -78,14 +78,7 @@ func FuzzParseTokenRequest(f *testing.F) {
 	f.Add("grant_type=a&grant_type=b", "%zz", "text/plain", "Basic !!!")
 	f.Add("client_secret=x", "grant_type=x", "", "Bearer x")
 	f.Fuzz(func(t *testing.T, query, body, contentType, authz string) {
-		r := httptest.NewRequest(http.MethodPost, "http://x/oauth/token", strings.NewReader(body))
-		r.URL.RawQuery = query
-		if contentType != "" {
-			r.Header.Set("Content-Type", contentType)
-		}
-		if authz != "" {
-			r.Header.Set("Authorization", authz)
-		}
+		r := fuzzRequest("/oauth/token", query, body, contentType, authz)
 		tr, oe := parseTokenRequest(httptest.NewRecorder(), r)
 		if oe != nil {
 			if tr != nil {
@@ -130,14 +123,7 @@ func FuzzParseLifecycleRequest(f *testing.F) {
 	f.Add("", "token=a&token=b&token_type_hint=x", "application/x-www-form-urlencoded", "")
 	f.Add("", "token=a.b.c&client_id=x&client_secret=y", "application/x-www-form-urlencoded", "Basic !!")
 	f.Fuzz(func(t *testing.T, query, body, contentType, authz string) {
-		r := httptest.NewRequest(http.MethodPost, "http://x/oauth/revoke", strings.NewReader(body))
-		r.URL.RawQuery = query
-		if contentType != "" {
-			r.Header.Set("Content-Type", contentType)
-		}
-		if authz != "" {
-			r.Header.Set("Authorization", authz)
-		}
+		r := fuzzRequest("/oauth/revoke", query, body, contentType, authz)
 		lr, oe := parseLifecycleRequest(httptest.NewRecorder(), r)
 		if oe != nil {
 			if lr != nil || oe.status < 400 {
@@ -155,4 +141,17 @@ func FuzzParseLifecycleRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fuzzRequest builds the POST a fuzz target feeds to a parser.
+func fuzzRequest(path, query, body, contentType, authz string) *http.Request {
+	r := httptest.NewRequest(http.MethodPost, "http://x"+path, strings.NewReader(body))
+	r.URL.RawQuery = query
+	if contentType != "" {
+		r.Header.Set("Content-Type", contentType)
+	}
+	if authz != "" {
+		r.Header.Set("Authorization", authz)
+	}
+	return r
 }

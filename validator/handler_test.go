@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/internal/issuer"
+	"github.com/tokengate/tokengate/internal/testclock"
 )
 
 func TestAcceptsGoodTokenAndSetsPlaceholders(t *testing.T) {
@@ -142,7 +143,7 @@ func TestDuplicateAuthorizationHeaders(t *testing.T) {
 func TestTimeChecks(t *testing.T) {
 	iss, clk := newIssuer(t, "ES256")
 	kid, signer := currentKey(t, iss)
-	start := clk.now()
+	start := clk.Now()
 	now := start.Unix()
 	tests := []struct {
 		name    string
@@ -172,11 +173,10 @@ func TestTimeChecks(t *testing.T) {
 				tt.claims(c)
 			}
 			tok := signRaw(t, signer, "ES256", `{"alg":"ES256","typ":"at+jwt","kid":"`+kid+`"}`, mustJSON(t, c))
-			local := newClock()
-			local.t = start.Add(tt.advance)
+			local := testclock.New(start.Add(tt.advance))
 			h := newLocal(t, iss, func(h *Handler) {
 				h.Leeway = caddy.Duration(tt.leeway)
-				h.now = local.now
+				h.now = local.Now
 			})
 			_, err := h.authenticate(t.Context(), []string{"Bearer " + tok})
 			if err != tt.want {
@@ -226,7 +226,7 @@ func TestCachedTokenStillChecked(t *testing.T) {
 		t.Errorf("cached revoked token: reached=%v www=%q", res.reached, res.www)
 	}
 	delete(revoked, at.Claims.JTI)
-	clk.add(at.TTL + 31*time.Second)
+	clk.Advance(at.TTL + 31*time.Second)
 	if res := do(read, hdr); res.reached || !strings.Contains(res.www, "token expired") {
 		t.Errorf("cached expired token: reached=%v www=%q", res.reached, res.www)
 	}
@@ -463,8 +463,8 @@ func TestKeyRotationLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other.Now = clk.now
-	clk.add(2 * time.Second) // past the storage reread rate limit
+	other.Now = clk.Now
+	clk.Advance(2 * time.Second) // past the storage reread rate limit
 	fresh := mint(t, other, defaultAudClient)
 	if res := do(h, "Bearer "+fresh); !res.reached {
 		t.Errorf("token of the rotated-in key refused: %v", res.err)

@@ -25,29 +25,15 @@ import (
 
 	"github.com/tokengate/tokengate/internal/clients"
 	"github.com/tokengate/tokengate/internal/issuer"
+	"github.com/tokengate/tokengate/internal/testclock"
 )
 
 const testIssuerURL = "http://localhost:9080"
 
-// clock is a settable clock for tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// clock is the settable clock of these tests.
+type clock = testclock.Clock
 
-func newClock() *clock { return &clock{t: time.Unix(1_800_000_000, 0)} }
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *clock { return testclock.New(time.Unix(1_800_000_000, 0)) }
 
 // storages maps test issuers to their storage.
 var storages sync.Map
@@ -70,7 +56,7 @@ func newIssuer(t testing.TB, alg string) (*issuer.Issuer, *clock) {
 		t.Fatalf("issuer.New: %v", err)
 	}
 	storages.Store(iss, certmagic.Storage(st))
-	iss.Now = clk.now
+	iss.Now = clk.Now
 	return iss, clk
 }
 

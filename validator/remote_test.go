@@ -22,6 +22,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"go.uber.org/zap"
+
+	"github.com/tokengate/tokengate/internal/testclock"
 )
 
 // idp is a fake remote identity provider.
@@ -133,7 +135,7 @@ func (p *idp) key(kid string) idpKey {
 // token signs a token of the IdP with key kid.
 func (p *idp) token(t *testing.T, kid, typ string, clk *clock, mod func(map[string]any)) string {
 	t.Helper()
-	now := clk.now().Unix()
+	now := clk.Now().Unix()
 	c := map[string]any{"iss": p.srv.URL, "sub": "svc-a", "azp": "svc-a", "aud": []string{"api://reports"}, "exp": now + 300, "iat": now, "scp": []string{"reports.read"}}
 	if mod != nil {
 		mod(c)
@@ -156,10 +158,10 @@ func (p *idp) token(t *testing.T, kid, typ string, clk *clock, mod func(map[stri
 func newRemote(t *testing.T, p *idp, jwksURL string, clk *clock, mod func(*Handler)) *Handler {
 	t.Helper()
 	f := newRemoteKeys(p.srv.URL, jwksURL, DefaultRefreshInterval, zap.NewNop())
-	f.now = clk.now
+	f.now = clk.Now
 	f.start(2 * time.Second)
 	t.Cleanup(func() { _ = f.Destruct() })
-	h := &Handler{Issuer: p.srv.URL, Audience: []string{"api://reports"}, logger: zap.NewNop(), now: clk.now}
+	h := &Handler{Issuer: p.srv.URL, Audience: []string{"api://reports"}, logger: zap.NewNop(), now: clk.Now}
 	if mod != nil {
 		mod(h)
 	}
@@ -248,7 +250,7 @@ func TestRemoteRotationAndFlood(t *testing.T) {
 		t.Fatalf("JWKS fetched %d times after a flood within the rate limit, want 1", n)
 	}
 	// Later, a flood makes exactly one refetch.
-	clk.add(refetchMinInterval + time.Second)
+	clk.Advance(refetchMinInterval + time.Second)
 	flood(200)
 	if n := p.jwksHits.Load(); n != 2 {
 		t.Fatalf("JWKS fetched %d times after a flood past the rate limit, want 2", n)
@@ -260,7 +262,7 @@ func TestRemoteRotationAndFlood(t *testing.T) {
 	if res := do(h, "Bearer "+tok2); res.reached {
 		t.Fatal("new kid accepted without a fetch: the rate limit is not applied")
 	}
-	clk.add(refetchMinInterval + time.Second)
+	clk.Advance(refetchMinInterval + time.Second)
 	if res := do(h, "Bearer "+tok2); !res.reached {
 		t.Fatalf("token of the rotated-in key refused: %v", res.err)
 	}
@@ -323,7 +325,7 @@ func TestRemoteNoKid(t *testing.T) {
 	clk := newClock()
 	h := newRemote(t, p, "", clk, nil)
 	noKid := func() string {
-		c := map[string]any{"iss": p.srv.URL, "aud": "api://reports", "exp": clk.now().Unix() + 60}
+		c := map[string]any{"iss": p.srv.URL, "aud": "api://reports", "exp": clk.Now().Unix() + 60}
 		return signRaw(t, p.key("k1").priv, "ES256", `{"alg":"ES256"}`, mustJSON(t, c))
 	}
 	if res := do(h, "Bearer "+noKid()); !res.reached {
@@ -546,7 +548,7 @@ func TestRemoteProvisionSharesFetcher(t *testing.T) {
 	if p.jwksHits.Load() != 1 {
 		t.Errorf("JWKS fetched %d times, want 1", p.jwksHits.Load())
 	}
-	if res := do(b, "Bearer "+p.token(t, "k1", "JWT", &clock{t: time.Now()}, nil)); !res.reached {
+	if res := do(b, "Bearer "+p.token(t, "k1", "JWT", testclock.New(time.Now()), nil)); !res.reached {
 		t.Errorf("refused: %v", res.err)
 	}
 	key := *a.poolKey
