@@ -101,6 +101,17 @@ func (a *App) Issuer(name string) (*issuer.Issuer, error) {
 	return nil, fmt.Errorf("no oauth_issuer %q is configured (configured: %s)", name, strings.Join(names, ", "))
 }
 
+// IssuerByURL returns the issuer whose issuer URL is url.
+func (a *App) IssuerByURL(url string) (*issuer.Issuer, bool) {
+	want := strings.TrimSuffix(url, "/")
+	for _, iss := range a.issuers {
+		if strings.TrimSuffix(iss.Config.Issuer, "/") == want {
+			return iss, true
+		}
+	}
+	return nil, false
+}
+
 // Interface guards
 var (
 	_ caddy.App         = (*App)(nil)

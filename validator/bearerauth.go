@@ -182,6 +182,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.audience = append(h.audience, ra)
 	}
 	if isURL(name) {
+		// An issuer of this very instance, named by its URL, is local: its
+		// keys are read in process (a fetch from ourselves would fail at
+		// start, before the server listens).
+		if app, err := ctx.AppIfConfigured(issuer.AppName); err == nil && jwksURL == "" {
+			if prov, ok := app.(issuer.Provider); ok {
+				if iss, ok := prov.IssuerByURL(name); ok {
+					return h.provisionLocal(iss)
+				}
+			}
+		}
 		return h.provisionRemote(name, jwksURL)
 	}
 	if jwksURL != "" {

@@ -78,8 +78,18 @@ func e2eCaddyfile(dir, upstreamAddr string) string {
 	route /remote/* {
 		bearer_auth {
 			issuer %s
+			jwks_url %s/.well-known/jwks.json
 			audience legacy-api
 			require_typ
+		}
+		reverse_proxy %s {
+			header_up X-Client-Id {http.auth.user.client_id}
+		}
+	}
+	route /byurl/* {
+		bearer_auth {
+			issuer %s/
+			audience legacy-api
 		}
 		reverse_proxy %s {
 			header_up X-Client-Id {http.auth.user.client_id}
@@ -89,7 +99,7 @@ func e2eCaddyfile(dir, upstreamAddr string) string {
 		respond "refused {err.status_code}"
 	}
 }
-`, testcaddy.Storage(dir), e2eBase, upstreamAddr, e2eBase, upstreamAddr)
+`, testcaddy.Storage(dir), e2eBase, upstreamAddr, e2eBase, e2eBase, upstreamAddr, e2eBase, upstreamAddr)
 }
 
 func token(t *testing.T, id, secret string, scopes ...string) string {
@@ -170,11 +180,18 @@ func TestEndToEnd(t *testing.T) {
 		})
 	}
 
-	// The same issuer, trusted as a remote one: its keys are found by
-	// discovery through oauth_token's metadata endpoint. Caddy was not
-	// listening yet when the route was provisioned, so the first fetch
-	// failed and tokens are refused until a background retry succeeds.
-	t.Run("remote issuer via discovery", func(t *testing.T) {
+	// The instance's own issuer named by its URL is read in process: the
+	// very first request passes, with no fetch to wait for.
+	t.Run("local issuer named by URL", func(t *testing.T) {
+		if status, body, _ := get(t, "/byurl/x", "Bearer "+tok); status != http.StatusOK || body != "client=reports-client scope=" {
+			t.Fatalf("by URL: status %d %q", status, body)
+		}
+	})
+
+	// The same issuer, trusted as a remote one through its jwks_url. Caddy
+	// was not listening yet when the route was provisioned, so the first
+	// fetch failed and tokens are refused until a background retry succeeds.
+	t.Run("remote issuer via jwks_url", func(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			status, body, _ := get(t, "/remote/x", "Bearer "+tok)

@@ -37,6 +37,10 @@ const DefaultName = "default"
 // issuer they serve or trust without importing the app's package.
 type Provider interface {
 	Issuer(name string) (*Issuer, error)
+	// IssuerByURL finds an issuer of this instance by its issuer URL (a
+	// trailing slash aside), so a route that names its own instance's
+	// issuer by URL reads the keys in process instead of fetching them.
+	IssuerByURL(url string) (*Issuer, bool)
 }
 
 // Issuer is a provisioned OAuth authorization server.
