@@ -65,6 +65,8 @@ type Handler struct {
 	// `oauth_issuer` of this Caddy instance (its keys are read in process,
 	// so rotations are seen at once), or the http(s) URL of a remote
 	// issuer (its `iss` value exactly; its keys are fetched from its JWKS).
+	// The URL of an `oauth_issuer` of this instance counts as that local
+	// issuer, unless jwks_url is set.
 	// Placeholders such as {env.ISSUER} are replaced when the config loads.
 	// Default: the local issuer "default".
 	Issuer string `json:"issuer,omitempty"`
