@@ -41,6 +41,7 @@ func TestLoadErrors(t *testing.T) {
 		"not a hash":         {cfg("issuer http://localhost:9291", "secret_hash plaintext"), `client "c": secret_hash: not a bcrypt or argon2id hash`},
 		"bad scope":          {cfg("issuer http://localhost:9291", "secret s\n scopes \"a\\\\b\""), `scopes: invalid scope`},
 		"bad grant":          {cfg("issuer http://localhost:9291", "secret s\n grant_types password"), `unsupported grant type "password"`},
+		"refresh only":       {cfg("issuer http://localhost:9291", "secret s\n grant_types refresh_token"), "refresh_token needs client_credentials"},
 		"rotation too short": {cfg("issuer http://localhost:9291\n key_rotation 10s", "secret s"), "key_rotation: must be at least 1m"},
 		"missing key file":   {cfg("issuer http://localhost:9291\n signing_key "+filepath.Join(dir, "nope.pem"), "secret s"), "signing_key: loading"},
 	}

@@ -90,6 +90,11 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("client %q: grant_types: unsupported grant type %q (client_credentials, refresh_token)", c.ClientID, g)
 		}
 	}
+	if len(c.GrantTypes) > 0 && !slices.Contains(c.GrantTypes, GrantClientCredentials) {
+		// Refresh tokens are handed out with client_credentials answers:
+		// without that grant the client could never get one.
+		return fmt.Errorf("client %q: grant_types: refresh_token needs client_credentials as well", c.ClientID)
+	}
 	if c.TokenTTL < 0 {
 		return fmt.Errorf("client %q: token_ttl must not be negative", c.ClientID)
 	}
