@@ -435,7 +435,7 @@ func TestMetadata(t *testing.T) {
 			issuer: "https://auth.example.com/tenant",
 			clients: []*clients.Config{
 				{ClientID: "a", Secret: "x", Scopes: []string{"read", "write"}},
-				{ClientID: "b", Secret: "x", Scopes: []string{"write", "admin"}, GrantTypes: []string{"refresh_token"}},
+				{ClientID: "b", Secret: "x", Scopes: []string{"write", "admin"}, GrantTypes: []string{"client_credentials", "refresh_token"}},
 			},
 			wantGrants: []string{"client_credentials", "refresh_token"},
 			wantScopes: []string{"read", "write", "admin"},
