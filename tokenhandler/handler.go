@@ -62,15 +62,8 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	metrics.Register(ctx.GetMetricsRegistry())
-	app, err := ctx.App(issuer.AppName)
-	if err != nil {
-		return fmt.Errorf("loading the tokengate app: %v", err)
-	}
-	p, ok := app.(issuer.Provider)
-	if !ok {
-		return fmt.Errorf("the %s app is %T, not an issuer provider", issuer.AppName, app)
-	}
-	if h.iss, err = p.Issuer(h.Issuer); err != nil {
+	var err error
+	if h.iss, err = issuer.Lookup(ctx, h.Issuer); err != nil {
 		return err
 	}
 	u, err := url.Parse(h.iss.Config.Issuer)

@@ -187,27 +187,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		// An issuer of this very instance, named by its URL, is local: its
 		// keys are read in process (a fetch from ourselves would fail at
 		// start, before the server listens).
-		if app, err := ctx.AppIfConfigured(issuer.AppName); err == nil && jwksURL == "" {
-			if prov, ok := app.(issuer.Provider); ok {
-				if iss, ok := prov.IssuerByURL(name); ok {
-					return h.provisionLocal(iss)
-				}
-			}
+		if iss, ok := issuer.LookupURL(ctx, name); ok && jwksURL == "" {
+			return h.provisionLocal(iss)
 		}
 		return h.provisionRemote(name, jwksURL)
 	}
 	if jwksURL != "" {
 		return fmt.Errorf("jwks_url: not allowed with the local issuer %q (its keys are read in process)", name)
 	}
-	app, err := ctx.App(issuer.AppName)
-	if err != nil {
-		return fmt.Errorf("issuer %q: loading the %s app: %v", name, issuer.AppName, err)
-	}
-	prov, ok := app.(issuer.Provider)
-	if !ok {
-		return fmt.Errorf("issuer %q: the %s app provides no issuers", name, issuer.AppName)
-	}
-	iss, err := prov.Issuer(name)
+	iss, err := issuer.Lookup(ctx, name)
 	if err != nil {
 		return fmt.Errorf("issuer: %v", err)
 	}
