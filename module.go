@@ -12,6 +12,7 @@ package tokengate
 
 import (
 	"fmt"
+	"net/url"
 	"sort"
 	"strings"
 
@@ -62,9 +63,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("oauth_issuer %q: %v", name, err)
 		}
 		a.issuers[name] = iss
+		if u, err := url.Parse(iss.Config.Issuer); err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+			a.logger.Warn("issuer URL is plain http: client secrets and tokens would cross the network unencrypted",
+				zap.String("issuer", name), zap.String("url", iss.Config.Issuer))
+		}
 	}
 	return nil
 }
+
 
 // Start starts each issuer's key rotation and cleanup.
 func (a *App) Start() error {
