@@ -71,7 +71,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-
 // Start starts each issuer's key rotation and cleanup.
 func (a *App) Start() error {
 	for _, iss := range a.issuers {
