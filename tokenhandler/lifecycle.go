@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -31,23 +30,9 @@ func parseLifecycleRequest(w http.ResponseWriter, r *http.Request) (*lifecycleRe
 		w.Header().Set("Allow", http.MethodPost)
 		return nil, &oauthError{status: http.StatusMethodNotAllowed, Code: "invalid_request", Description: "only POST is allowed"}
 	}
-	query, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return nil, errInvalidRequest("malformed query string")
-	}
-	for _, name := range append([]string{"token"}, bodyOnly...) {
-		if query.Has(name) {
-			return nil, errInvalidRequest(name + " must be sent in the request body, not the URL")
-		}
-	}
-	body, oe := readForm(w, r)
+	_, body, oe := readParams(w, r, append([]string{"token"}, bodyOnly...), "")
 	if oe != nil {
 		return nil, oe
-	}
-	for name, v := range body {
-		if len(v) > 1 {
-			return nil, errInvalidRequest("parameter " + name + " is repeated")
-		}
 	}
 	lr := &lifecycleRequest{token: body.Get("token")}
 	if lr.credentials, oe = clientCredentials(r, body); oe != nil {

@@ -44,25 +44,9 @@ var bodyOnly = []string{"client_id", "client_secret", "refresh_token"}
 // with different values, is refused (RFC 6749 §3.2). resource (RFC 8707) may
 // repeat.
 func parseTokenRequest(w http.ResponseWriter, r *http.Request) (*tokenRequest, *oauthError) {
-	query, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return nil, errInvalidRequest("malformed query string")
-	}
-	body, oe := readForm(w, r)
+	query, body, oe := readParams(w, r, bodyOnly, "resource")
 	if oe != nil {
 		return nil, oe
-	}
-	for _, vals := range []url.Values{query, body} {
-		for name, v := range vals {
-			if len(v) > 1 && name != "resource" {
-				return nil, errInvalidRequest("parameter " + name + " is repeated")
-			}
-		}
-	}
-	for _, name := range bodyOnly {
-		if query.Has(name) {
-			return nil, errInvalidRequest(name + " must be sent in the request body, not the URL")
-		}
 	}
 	tr := new(tokenRequest)
 	if tr.grantType, oe = param(query, body, "grant_type"); oe != nil {
@@ -85,6 +69,32 @@ func parseTokenRequest(w http.ResponseWriter, r *http.Request) (*tokenRequest, *
 		return nil, oe
 	}
 	return tr, nil
+}
+
+// readParams reads a request's query string and form body. A parameter
+// named in bodyOnly is refused in the URL, and any parameter but repeatable
+// is refused when given twice in the same place (RFC 6749 §3.2).
+func readParams(w http.ResponseWriter, r *http.Request, bodyOnly []string, repeatable string) (query, body url.Values, oe *oauthError) {
+	query, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, nil, errInvalidRequest("malformed query string")
+	}
+	for _, name := range bodyOnly {
+		if query.Has(name) {
+			return nil, nil, errInvalidRequest(name + " must be sent in the request body, not the URL")
+		}
+	}
+	if body, oe = readForm(w, r); oe != nil {
+		return nil, nil, oe
+	}
+	for _, vals := range []url.Values{query, body} {
+		for name, v := range vals {
+			if len(v) > 1 && name != repeatable {
+				return nil, nil, errInvalidRequest("parameter " + name + " is repeated")
+			}
+		}
+	}
+	return query, body, nil
 }
 
 // readForm reads an application/x-www-form-urlencoded body, capped at
