@@ -67,6 +67,7 @@ func TestMetrics(t *testing.T) {
 	denied := `tokengate_token_requests_total{grant_type="client_credentials",result="invalid_client"}`
 	perClient := `tokengate_tokens_issued_total{client_id="demo-client"}`
 	revoked := `tokengate_revocations_total{token_type="access_token"}`
+	familiesRevoked := `tokengate_revocations_total{token_type="refresh_token"}`
 
 	at, _ := getToken(t)
 	at2, _ := getToken(t)
@@ -79,9 +80,17 @@ func TestMetrics(t *testing.T) {
 	post(t, tokenURL+"?grant_type=client_credentials", "", "Authorization", basic("demo-client", "wrong"))
 	post(t, tokenURL+"?grant_type=password", "", demoAuth...)
 	revoke(t, at, demoAuth...)
+	// A refresh token redeemed twice revokes its family: one revocation.
+	_, rt := getToken(t)
+	if a := refreshWith(t, rt, ""); a.status != 200 {
+		t.Fatalf("refresh: %d %s", a.status, a.raw)
+	}
+	if a := refreshWith(t, rt, ""); a.status != 400 {
+		t.Fatalf("reused refresh token: %d %s", a.status, a.raw)
+	}
 
 	after := scrape(t)
-	for name, want := range map[string]float64{issued: 2, denied: 1, perClient: 2, revoked: 1,
+	for name, want := range map[string]float64{issued: 3, denied: 1, perClient: 4, revoked: 1, familiesRevoked: 1,
 		`tokengate_token_requests_total{grant_type="other",result="unsupported_grant_type"}`: 1,
 		`tokengate_validations_total{result="ok"}`:                                           2,
 		`tokengate_validations_total{result="invalid"}`:                                      1,

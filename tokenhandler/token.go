@@ -156,7 +156,11 @@ func (h *Handler) refreshGrant(w http.ResponseWriter, r *http.Request, client *c
 	switch {
 	case errors.As(err, &oe):
 		return h.refuse(w, client.ClientID, oe)
-	case errors.Is(err, refresh.ErrInvalid), errors.Is(err, refresh.ErrReused):
+	case errors.Is(err, refresh.ErrReused):
+		// A replayed refresh token revokes its whole family.
+		metrics.Revocations.WithLabelValues("refresh_token").Inc()
+		return h.refuse(w, client.ClientID, errInvalidGrant(err.Error()))
+	case errors.Is(err, refresh.ErrInvalid):
 		return h.refuse(w, client.ClientID, errInvalidGrant(err.Error()))
 	case err != nil:
 		return caddyhttp.Error(http.StatusInternalServerError, err)
