@@ -2,6 +2,7 @@ package tokengate
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -80,16 +81,21 @@ func parseIssuerOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	return httpcaddyfile.App{Name: issuer.AppName, Value: caddyconfig.JSON(app, nil)}, nil
 }
 
+// unmarshalIssuer reads an oauth_issuer block, then checks it with the
+// rules Provision applies (issuer.Config.Validate), reporting a mistake at
+// the line of the option at fault.
 func unmarshalIssuer(d *caddyfile.Dispenser) (*issuer.Config, error) {
 	cfg := new(issuer.Config)
-	seen := map[string]bool{}
+	start := d.Token()
+	at := map[string]caddyfile.Token{} // where each option was given
+	var clientAt []map[string]caddyfile.Token
 	for d.NextBlock(0) {
 		opt := d.Val()
 		if opt != "client" {
-			if seen[opt] {
+			if _, seen := at[opt]; seen {
 				return nil, d.Errf("oauth_issuer: %s given more than once", opt)
 			}
-			seen[opt] = true
+			at[opt] = d.Token()
 		}
 		switch opt {
 		case "issuer":
@@ -127,22 +133,34 @@ func unmarshalIssuer(d *caddyfile.Dispenser) (*issuer.Config, error) {
 			}
 			cfg.Throttle = th
 		case "client":
-			c, err := unmarshalClient(d)
+			c, where, err := unmarshalClient(d)
 			if err != nil {
 				return nil, err
 			}
-			for _, prev := range cfg.Clients {
-				if prev.ClientID == c.ClientID {
-					return nil, d.Errf("oauth_issuer: client %q is defined more than once", c.ClientID)
-				}
-			}
 			cfg.Clients = append(cfg.Clients, c)
+			clientAt = append(clientAt, where)
 		default:
 			return nil, d.Errf("oauth_issuer: unknown option %q", opt)
 		}
 	}
-	if cfg.Issuer == "" {
-		return nil, d.Err("oauth_issuer: the issuer option (the issuer URL) is required")
+	if err := cfg.Validate(false); err != nil {
+		tok := start
+		var oe *issuer.OptionError
+		var ce *clients.OptionError
+		switch {
+		case errors.As(err, &ce) && ce.Index < len(clientAt):
+			tok = clientAt[ce.Index][""]
+			if t, ok := clientAt[ce.Index][ce.Option]; ok {
+				tok = t
+			}
+		case errors.As(err, &oe):
+			if t, ok := at[oe.Option]; ok {
+				tok = t
+			}
+		}
+		where := caddyfile.NewDispenser([]caddyfile.Token{tok})
+		where.Next()
+		return nil, where.Errf("oauth_issuer: %w", err)
 	}
 	return cfg, nil
 }
@@ -190,63 +208,58 @@ func unmarshalThrottle(d *caddyfile.Dispenser) (*issuer.ThrottleConfig, error) {
 	return th, nil
 }
 
-func unmarshalClient(d *caddyfile.Dispenser) (*clients.Config, error) {
+// unmarshalClient reads a client block; it returns where each option was
+// given ("" for the client line) for the checks of unmarshalIssuer.
+func unmarshalClient(d *caddyfile.Dispenser) (*clients.Config, map[string]caddyfile.Token, error) {
 	c := new(clients.Config)
+	at := map[string]caddyfile.Token{"": d.Token()}
 	if !d.NextArg() {
-		return nil, d.Err("client: a client id is required (client <client_id> { … })")
+		return nil, nil, d.Err("client: a client id is required (client <client_id> { … })")
 	}
 	c.ClientID = d.Val()
 	if d.NextArg() {
-		return nil, d.ArgErr()
+		return nil, nil, d.ArgErr()
 	}
-	seen := map[string]bool{}
 	for d.NextBlock(1) {
 		opt := d.Val()
-		if seen[opt] {
-			return nil, d.Errf("client %q: %s given more than once", c.ClientID, opt)
+		if _, seen := at[opt]; seen {
+			return nil, nil, d.Errf("client %q: %s given more than once", c.ClientID, opt)
 		}
-		seen[opt] = true
+		at[opt] = d.Token()
+		var err error
 		switch opt {
 		case "secret":
-			if err := oneArg(d, &c.Secret); err != nil {
-				return nil, err
-			}
+			err = oneArg(d, &c.Secret)
 		case "secret_hash":
-			if err := oneArg(d, &c.SecretHash); err != nil {
-				return nil, err
-			}
+			err = oneArg(d, &c.SecretHash)
 		case "scopes":
-			if c.Scopes = d.RemainingArgs(); len(c.Scopes) == 0 {
-				return nil, d.ArgErr()
-			}
+			err = remainingArgs(d, &c.Scopes)
 		case "audience":
-			if c.Audience = d.RemainingArgs(); len(c.Audience) == 0 {
-				return nil, d.ArgErr()
-			}
+			err = remainingArgs(d, &c.Audience)
 		case "grant_types":
-			if c.GrantTypes = d.RemainingArgs(); len(c.GrantTypes) == 0 {
-				return nil, d.ArgErr()
-			}
+			err = remainingArgs(d, &c.GrantTypes)
 		case "token_ttl":
-			if err := durationArg(d, &c.TokenTTL); err != nil {
-				return nil, err
-			}
+			err = durationArg(d, &c.TokenTTL)
 		case "introspect_any":
 			if d.NextArg() {
-				return nil, d.ArgErr()
+				err = d.ArgErr()
 			}
 			c.IntrospectAny = true
 		default:
-			return nil, d.Errf("client %q: unknown option %q", c.ClientID, opt)
+			err = d.Errf("client %q: unknown option %q", c.ClientID, opt)
+		}
+		if err != nil {
+			return nil, nil, err
 		}
 	}
-	if c.Secret != "" && c.SecretHash != "" {
-		return nil, d.Errf("client %q: secret and secret_hash are mutually exclusive", c.ClientID)
+	return c, at, nil
+}
+
+func remainingArgs(d *caddyfile.Dispenser, dst *[]string) error {
+	if *dst = d.RemainingArgs(); len(*dst) == 0 {
+		return d.ArgErr()
 	}
-	if c.Secret == "" && c.SecretHash == "" {
-		return nil, d.Errf("client %q: one of secret or secret_hash is required", c.ClientID)
-	}
-	return c, nil
+	return nil
 }
 
 func oneArg(d *caddyfile.Dispenser, dst *string) error {

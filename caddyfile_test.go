@@ -2,6 +2,7 @@ package tokengate
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -83,30 +84,72 @@ func TestParseIssuerOptionNamedAndRepeated(t *testing.T) {
 	}
 }
 
+// TestParseIssuerOptionErrors: mistakes are reported by the parser, with
+// the file and line of the option at fault.
 func TestParseIssuerOptionErrors(t *testing.T) {
 	const client = "client c {\n secret s\n }\n"
-	cases := map[string]struct{ input, want string }{
-		"missing issuer":      {"oauth_issuer {\n" + client + "}", "issuer option"},
-		"unknown option":      {"oauth_issuer {\n issuer https://a\n colour blue\n" + client + "}", `unknown option "colour"`},
-		"unknown client opt":  {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n pasword x\n }\n}", `unknown option "pasword"`},
-		"both secrets":        {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n secret_hash h\n }\n}", "mutually exclusive"},
-		"no secret":           {"oauth_issuer {\n issuer https://a\n client c {\n scopes a\n }\n}", "one of secret or secret_hash"},
-		"duplicate client":    {"oauth_issuer {\n issuer https://a\n" + client + client + "}", `client "c" is defined more than once`},
-		"client without id":   {"oauth_issuer {\n issuer https://a\n client {\n secret s\n }\n}", "client id is required"},
-		"bad duration":        {"oauth_issuer {\n issuer https://a\n token_ttl soon\n" + client + "}", "token_ttl: invalid duration"},
-		"negative duration":   {"oauth_issuer {\n issuer https://a\n key_rotation -1h\n" + client + "}", "key_rotation: duration must be positive"},
-		"issuer twice":        {"oauth_issuer {\n issuer https://a\n issuer https://b\n" + client + "}", "issuer given more than once"},
-		"issuer two args":     {"oauth_issuer {\n issuer https://a https://b\n" + client + "}", "wrong argument count"},
-		"two names":           {"oauth_issuer a b {\n issuer https://a\n" + client + "}", "wrong argument count"},
-		"scopes without args": {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n scopes\n }\n}", "wrong argument count"},
+	const hash = "$2a$04$rinJTBtXzRcboDKTL.tIle8eu5IYrh6f/5w1tknSIlIqvCvr2cPYO"
+	cases := map[string]struct {
+		input, want string
+		line        int
+	}{
+		"missing issuer":      {"oauth_issuer {\n" + client + "}", "issuer: the issuer URL is required", 1},
+		"unknown option":      {"oauth_issuer {\n issuer https://a\n colour blue\n" + client + "}", `unknown option "colour"`, 3},
+		"unknown client opt":  {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n pasword x\n }\n}", `unknown option "pasword"`, 5},
+		"unknown signing_alg": {"oauth_issuer {\n issuer https://a\n signing_alg HS256\n" + client + "}", `signing_alg: unsupported algorithm "HS256"`, 3},
+		"issuer not a URL":    {"oauth_issuer {\n token_ttl 5m\n issuer auth.example.com\n" + client + "}", `issuer: "auth.example.com" must be an absolute http(s) URL`, 3},
+		"issuer with query":   {"oauth_issuer {\n issuer https://a/?x=1\n" + client + "}", "without query", 2},
+		"issuer ftp":          {"oauth_issuer {\n issuer ftp://a\n" + client + "}", "absolute http(s) URL", 2},
+		"unknown grant type":  {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n grant_types client_credentials password\n }\n}", `client "c": grant_types: unsupported grant type "password"`, 5},
+		"refresh only":        {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n grant_types refresh_token\n }\n}", "refresh_token needs client_credentials", 5},
+		"malformed hash":      {"oauth_issuer {\n issuer https://a\n client c {\n scopes a\n secret_hash $2a$10$short\n }\n}", `client "c": secret_hash: malformed bcrypt hash`, 5},
+		"not a hash":          {"oauth_issuer {\n issuer https://a\n client c {\n secret_hash hunter2\n }\n}", "secret_hash: not a bcrypt or argon2id hash", 4},
+		"bad scope":           {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n scopes a \"b\\\\c\"\n }\n}", `client "c": scopes: invalid scope`, 5},
+		"both secrets":        {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n secret_hash " + hash + "\n }\n}", "mutually exclusive", 5},
+		"no secret":           {"oauth_issuer {\n issuer https://a\n client c {\n scopes a\n }\n}", `client "c": one of secret or secret_hash`, 3},
+		"bad client id":       {"oauth_issuer {\n issuer https://a\n client a:b {\n secret s\n }\n}", "client_id: must not contain ':'", 3},
+		"duplicate client":    {"oauth_issuer {\n issuer https://a\n" + client + client + "}", `client "c": defined more than once`, 6},
+		"no client":           {"oauth_issuer {\n issuer https://a\n token_ttl 1h\n}", "client: at least one client is required", 1},
+		"rotation too short":  {"oauth_issuer {\n issuer https://a\n key_rotation 10s\n" + client + "}", "key_rotation: must be at least 1m", 3},
+		"client without id":   {"oauth_issuer {\n issuer https://a\n client {\n secret s\n }\n}", "client id is required", 3},
+		"bad duration":        {"oauth_issuer {\n issuer https://a\n token_ttl soon\n" + client + "}", "token_ttl: invalid duration", 3},
+		"negative duration":   {"oauth_issuer {\n issuer https://a\n key_rotation -1h\n" + client + "}", "key_rotation: duration must be positive", 3},
+		"issuer twice":        {"oauth_issuer {\n issuer https://a\n issuer https://b\n" + client + "}", "issuer given more than once", 3},
+		"secret twice":        {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n secret t\n }\n}", "secret given more than once", 5},
+		"issuer two args":     {"oauth_issuer {\n issuer https://a https://b\n" + client + "}", "wrong argument count", 2},
+		"two names":           {"oauth_issuer a b {\n issuer https://a\n" + client + "}", "wrong argument count", 1},
+		"scopes without args": {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n scopes\n }\n}", "wrong argument count", 5},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			_, err := parseOption(t, tc.input, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error %v, want one containing %q", err, tc.want)
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+			if at := fmt.Sprintf("Testfile:%d", tc.line); !strings.HasSuffix(err.Error(), at) {
+				t.Errorf("error %q is not reported at %s", err, at)
+			}
+			if strings.Contains(err.Error(), "$2a$10$short") || strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error echoes secret material: %v", err)
 			}
 		})
+	}
+}
+
+// TestParseIssuerOptionPlaceholders: values holding a runtime placeholder
+// are checked at provision, once replaced, not by the parser.
+func TestParseIssuerOptionPlaceholders(t *testing.T) {
+	_, err := parseOption(t, `oauth_issuer {
+		issuer {env.ISSUER_URL}
+		client c {
+			secret_hash {file./run/secrets/c.hash}
+		}
+		client d {
+			secret_hash {env.D_HASH}
+		}
+	}`, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

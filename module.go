@@ -108,9 +108,8 @@ func (a *App) Issuer(name string) (*issuer.Issuer, error) {
 
 // IssuerByURL returns the issuer whose issuer URL is url.
 func (a *App) IssuerByURL(url string) (*issuer.Issuer, bool) {
-	want := strings.TrimSuffix(url, "/")
 	for _, iss := range a.issuers {
-		if strings.TrimSuffix(iss.Config.Issuer, "/") == want {
+		if iss.Config.SameIssuer(url) {
 			return iss, true
 		}
 	}

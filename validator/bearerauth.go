@@ -281,7 +281,7 @@ func (h *Handler) provisionCommon() error {
 	if h.Realm == "" {
 		h.Realm = DefaultRealm
 	}
-	if err := h.Validate(); err != nil {
+	if err := h.validate(); err != nil {
 		return err
 	}
 	h.challenge = fmt.Sprintf(`Bearer realm="%s"`, h.Realm)
@@ -292,8 +292,9 @@ func (h *Handler) provisionCommon() error {
 	return nil
 }
 
-// Validate checks the options.
-func (h *Handler) Validate() error {
+// validate checks the options. Provision runs it before any key fetch;
+// it is not caddy.Validator's Validate, which Caddy would run a second time.
+func (h *Handler) validate() error {
 	if h.Leeway < 0 {
 		return errors.New("leeway: must not be negative")
 	}
@@ -480,7 +481,6 @@ func (h *Handler) authenticate(ctx context.Context, auth []string) (*Claims, err
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
-	_ caddy.Validator             = (*Handler)(nil)
 	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 	_ caddy.Destructor            = (*remoteKeys)(nil)

@@ -56,50 +56,102 @@ type Config struct {
 	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`
 }
 
-// Validate checks one client's configuration (placeholders already replaced).
-func (c *Config) Validate() error {
+// An OptionError is a mistake in a client's configuration. Option is the
+// option at fault as the Caddyfile and JSON spell it ("" for the client as
+// a whole), and Index the client's place in the list given to
+// ValidateList: the Caddyfile parser uses both to point at the line.
+type OptionError struct {
+	Index    int
+	ClientID string
+	Option   string
+	Err      error
+}
+
+func (e *OptionError) Error() string {
+	if e.Option == "" {
+		return fmt.Sprintf("client %q: %v", e.ClientID, e.Err)
+	}
+	return fmt.Sprintf("client %q: %s: %v", e.ClientID, e.Option, e.Err)
+}
+
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// ValidateList checks a list of clients: each one (see Validate), and that
+// no two share a client id.
+func ValidateList(cfgs []*Config, replaced bool) error {
+	seen := make(map[string]bool, len(cfgs))
+	for i, c := range cfgs {
+		if c == nil {
+			return &OptionError{Index: i, Err: errors.New("empty client")}
+		}
+		if err := c.Validate(replaced); err != nil {
+			err.(*OptionError).Index = i
+			return err
+		}
+		if seen[c.ClientID] {
+			return &OptionError{Index: i, ClientID: c.ClientID, Err: errors.New("defined more than once")}
+		}
+		seen[c.ClientID] = true
+	}
+	return nil
+}
+
+// Validate checks one client's configuration. With replaced false it
+// checks the config as written, before placeholders such as {env.HASH} are
+// replaced: a value still holding one is checked at provision, when
+// Validate runs again with replaced true. The errors are *OptionError.
+func (c *Config) Validate(replaced bool) error {
+	fail := func(option, format string, args ...any) error {
+		return &OptionError{ClientID: c.ClientID, Option: option, Err: fmt.Errorf(format, args...)}
+	}
 	if c.ClientID == "" {
-		return errors.New("client: client_id is required")
+		return fail("client_id", "required")
 	}
 	if strings.ContainsAny(c.ClientID, ":\x00") || strings.TrimSpace(c.ClientID) != c.ClientID {
-		return fmt.Errorf("client %q: client_id must not contain ':' or surrounding spaces", c.ClientID)
+		return fail("client_id", "must not contain ':' or surrounding spaces")
 	}
 	switch {
 	case c.Secret != "" && c.SecretHash != "":
-		return fmt.Errorf("client %q: secret and secret_hash are mutually exclusive", c.ClientID)
+		return fail("secret_hash", "secret and secret_hash are mutually exclusive")
 	case c.Secret == "" && c.SecretHash == "":
-		return fmt.Errorf("client %q: one of secret or secret_hash is required (an empty {env.…} placeholder gives an empty secret)", c.ClientID)
+		return fail("", "one of secret or secret_hash is required (an empty {env.…} placeholder gives an empty secret)")
 	}
-	if c.SecretHash != "" {
+	if c.SecretHash != "" && (replaced || !HoldsPlaceholder(c.SecretHash)) {
 		if _, err := comparerFor(c.SecretHash); err != nil {
-			return fmt.Errorf("client %q: secret_hash: %v", c.ClientID, err)
+			return fail("secret_hash", "%v", err)
 		}
 	}
 	for _, s := range c.Scopes {
 		if !ValidScopeToken(s) {
-			return fmt.Errorf("client %q: scopes: invalid scope %q", c.ClientID, s)
+			return fail("scopes", "invalid scope %q", s)
 		}
 	}
 	for _, a := range c.Audience {
 		if a == "" {
-			return fmt.Errorf("client %q: audience: empty value", c.ClientID)
+			return fail("audience", "empty value")
 		}
 	}
 	for _, g := range c.GrantTypes {
 		if g != GrantClientCredentials && g != GrantRefreshToken {
-			return fmt.Errorf("client %q: grant_types: unsupported grant type %q (client_credentials, refresh_token)", c.ClientID, g)
+			return fail("grant_types", "unsupported grant type %q (client_credentials, refresh_token)", g)
 		}
 	}
 	if len(c.GrantTypes) > 0 && !slices.Contains(c.GrantTypes, GrantClientCredentials) {
 		// Refresh tokens are handed out with client_credentials answers:
 		// without that grant the client could never get one.
-		return fmt.Errorf("client %q: grant_types: refresh_token needs client_credentials as well", c.ClientID)
+		return fail("grant_types", "refresh_token needs client_credentials as well")
 	}
 	if c.TokenTTL < 0 {
-		return fmt.Errorf("client %q: token_ttl must not be negative", c.ClientID)
+		return fail("token_ttl", "must not be negative")
 	}
 	return nil
 }
+
+// HoldsPlaceholder reports whether a value as written holds a runtime
+// placeholder such as {env.X} or {file./path}, replaced at provision. (The
+// Caddyfile's {$VAR} is replaced before the parser sees the value.) No
+// value checked this way has a brace of its own: a hash, a URL's host.
+func HoldsPlaceholder(s string) bool { return strings.Contains(s, "{") }
 
 // Allows reports whether the client may use grant type g.
 func (c *Config) Allows(g string) bool {

@@ -39,8 +39,8 @@ type client struct {
 	hash     []byte             // the password hash, or SHA-256 of a plain secret
 }
 
-// NewRegistry builds a registry from validated client configs; client ids
-// must be unique.
+// NewRegistry builds a registry from client configs that passed
+// ValidateList with their placeholders replaced.
 func NewRegistry(cfgs []*Config) (*Registry, error) {
 	r := &Registry{
 		byID: make(map[string]*client, len(cfgs)),
@@ -49,12 +49,6 @@ func NewRegistry(cfgs []*Config) (*Registry, error) {
 		verified: cache.New(SecretCacheTTL, 0),
 	}
 	for _, cfg := range cfgs {
-		if err := cfg.Validate(); err != nil {
-			return nil, err
-		}
-		if _, dup := r.byID[cfg.ClientID]; dup {
-			return nil, fmt.Errorf("client %q: duplicate client_id", cfg.ClientID)
-		}
 		c := &client{cfg: cfg}
 		if cfg.SecretHash != "" {
 			cmp, err := comparerFor(cfg.SecretHash)

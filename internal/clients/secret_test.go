@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -325,7 +326,7 @@ func TestValidate(t *testing.T) {
 		{"all fields", Config{ClientID: "svc-1.example", Secret: sx, Scopes: []string{"read", "write:all", "a!#[]~"},
 			Audience: []string{"https://api.example.com"}, GrantTypes: []string{GrantClientCredentials, GrantRefreshToken},
 			TokenTTL: caddy.Duration(1)}, ""},
-		{"empty id", Config{Secret: sx}, "client_id is required"},
+		{"empty id", Config{Secret: sx}, "client_id: required"},
 		{"id with colon", Config{ClientID: "a:b", Secret: sx}, "must not contain ':'"},
 		{"id with NUL", Config{ClientID: "a\x00b", Secret: sx}, "must not contain"},
 		{"id with leading space", Config{ClientID: " a", Secret: sx}, "surrounding spaces"},
@@ -351,7 +352,7 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := tt.cfg.Validate()
+			err := tt.cfg.Validate(true)
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("Validate = %v, want nil", err)
@@ -364,22 +365,50 @@ func TestValidate(t *testing.T) {
 			if tt.cfg.Secret != "" && strings.Contains(err.Error(), tt.cfg.Secret) {
 				t.Fatalf("error leaks the secret: %v", err)
 			}
-			// NewRegistry refuses the same config.
-			if _, err := NewRegistry([]*Config{&tt.cfg}); err == nil {
-				t.Fatal("NewRegistry accepted an invalid client")
+			var oe *OptionError
+			if !errors.As(err, &oe) || !strings.HasPrefix(err.Error(), fmt.Sprintf("client %q: %s", tt.cfg.ClientID, oe.Option)) {
+				t.Fatalf("Validate = %#v, want an *OptionError naming its option", err)
 			}
 		})
 	}
 }
 
-func TestNewRegistryDuplicateIDs(t *testing.T) {
-	_, err := NewRegistry([]*Config{
+// TestValidateWritten: a value holding a placeholder is checked once it is
+// replaced, not as written (the Caddyfile parser's view).
+func TestValidateWritten(t *testing.T) {
+	for _, hash := range []string{"{env.REPORTS_HASH}", "{file./run/secrets/hash}"} {
+		c := Config{ClientID: "a", SecretHash: hash}
+		if err := c.Validate(false); err != nil {
+			t.Errorf("%s as written: %v", hash, err)
+		}
+		if err := c.Validate(true); err == nil || !strings.Contains(err.Error(), "secret_hash: not a bcrypt or argon2id hash") {
+			t.Errorf("%s replaced: %v", hash, err)
+		}
+	}
+	// Everything else is checked as written too.
+	c := Config{ClientID: "a", SecretHash: "{env.H}", GrantTypes: []string{"password"}}
+	if err := c.Validate(false); err == nil || !strings.Contains(err.Error(), `unsupported grant type "password"`) {
+		t.Errorf("grant type as written: %v", err)
+	}
+	c = Config{ClientID: "a", SecretHash: "hunter2"}
+	if err := c.Validate(false); err == nil {
+		t.Error("a plain-text secret_hash passed as written")
+	}
+}
+
+func TestValidateListDuplicateIDs(t *testing.T) {
+	err := ValidateList([]*Config{
 		{ClientID: "a", Secret: "x"},
 		{ClientID: "b", Secret: "y"},
 		{ClientID: "a", SecretHash: bcryptHash(t, "z")},
-	})
-	if err == nil || !strings.Contains(err.Error(), `"a": duplicate client_id`) {
-		t.Fatalf("NewRegistry error = %v, want a duplicate client_id error", err)
+	}, true)
+	var oe *OptionError
+	if !errors.As(err, &oe) || oe.Index != 2 || err.Error() != `client "a": defined more than once` {
+		t.Fatalf("ValidateList = %v, want the third client defined more than once", err)
+	}
+	err = ValidateList([]*Config{{ClientID: "a", Secret: "x"}, {ClientID: "b", Secret: "y", Scopes: []string{"a b"}}}, true)
+	if !errors.As(err, &oe) || oe.Index != 1 || oe.Option != "scopes" {
+		t.Fatalf("ValidateList = %v, want the second client's scopes", err)
 	}
 }
 

@@ -1,7 +1,6 @@
 package issuer
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -159,49 +158,62 @@ func (c Config) resolve(repl *caddy.Replacer) (*Config, error) {
 		th.Window = caddy.Duration(DefaultThrottleWindow)
 	}
 	out.Throttle = &th
-	return &out, out.validate()
+	return &out, out.Validate(true)
 }
 
-func (c *Config) validate() error {
-	if c.Issuer == "" {
-		return errors.New("issuer: the issuer URL is required (e.g. issuer https://auth.example.com)")
+// An OptionError is a mistake in one option of an issuer, named as the
+// Caddyfile and JSON spell it, so the Caddyfile parser can point at its line.
+// Mistakes in a client are *clients.OptionError.
+type OptionError struct {
+	Option string
+	Err    error
+}
+
+func (e *OptionError) Error() string { return e.Option + ": " + e.Err.Error() }
+
+func (e *OptionError) Unwrap() error { return e.Err }
+
+// Validate checks the configuration; an unset option (zero) stands for its
+// default. With replaced false it checks the config as written, before
+// placeholders such as {env.ISSUER} are replaced: the Caddyfile parser calls
+// it so that a mistake is reported with its line, and a value still holding
+// a placeholder is checked at provision, when Validate runs with replaced
+// true.
+func (c *Config) Validate(replaced bool) error {
+	fail := func(option, format string, args ...any) error {
+		return &OptionError{Option: option, Err: fmt.Errorf(format, args...)}
 	}
-	u, err := url.Parse(c.Issuer)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("issuer: %q must be an absolute http(s) URL without query, fragment or user info", c.Issuer)
+	if c.Issuer == "" {
+		return fail("issuer", "the issuer URL is required (e.g. issuer https://auth.example.com)")
+	}
+	if replaced || !clients.HoldsPlaceholder(c.Issuer) {
+		u, err := url.Parse(c.Issuer)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil {
+			return fail("issuer", "%q must be an absolute http(s) URL without query, fragment or user info", c.Issuer)
+		}
 	}
 	if c.SigningAlg != "" && !keys.ValidAlg(c.SigningAlg) {
-		return fmt.Errorf("signing_alg: unsupported algorithm %q (ES256, EdDSA, RS256, PS256)", c.SigningAlg)
+		return fail("signing_alg", "unsupported algorithm %q (ES256, EdDSA, RS256, PS256)", c.SigningAlg)
 	}
 	if c.TokenTTL < 0 {
-		return errors.New("token_ttl: must be positive")
+		return fail("token_ttl", "must be positive")
 	}
 	if c.RefreshTTL < 0 {
-		return errors.New("refresh_ttl: must be positive")
+		return fail("refresh_ttl", "must be positive")
 	}
-	if time.Duration(c.KeyRotation) < time.Minute {
-		return errors.New("key_rotation: must be at least 1m")
+	if c.KeyRotation != 0 && time.Duration(c.KeyRotation) < time.Minute {
+		return fail("key_rotation", "must be at least 1m")
 	}
 	if t := c.Throttle; t != nil && (t.PerClient < 0 || t.PerAddress < 0 || t.Window < 0) {
-		return errors.New("throttle: limits and window must be positive")
+		return fail("throttle", "limits and window must be positive")
 	}
 	if c.RevocationSync < 0 {
-		return errors.New("revocation_sync: must be positive")
+		return fail("revocation_sync", "must be positive")
 	}
 	if len(c.Clients) == 0 {
-		return errors.New("client: at least one client is required")
+		return fail("client", "at least one client is required")
 	}
-	seen := make(map[string]bool, len(c.Clients))
-	for _, cl := range c.Clients {
-		if err := cl.Validate(); err != nil {
-			return err
-		}
-		if seen[cl.ClientID] {
-			return fmt.Errorf("client %q: duplicate client_id", cl.ClientID)
-		}
-		seen[cl.ClientID] = true
-	}
-	return nil
+	return clients.ValidateList(c.Clients, replaced)
 }
 
 // maxTokenTTL is the longest access token lifetime any client gets.
@@ -215,4 +227,12 @@ func (c *Config) maxTokenTTL() time.Duration {
 
 // BaseURL is the issuer URL without a trailing slash, the base of the
 // endpoint URLs.
-func (c *Config) BaseURL() string { return strings.TrimSuffix(c.Issuer, "/") }
+func (c *Config) BaseURL() string { return baseURL(c.Issuer) }
+
+// SameIssuer reports whether url names this issuer: its issuer URL, a
+// trailing slash aside.
+func (c *Config) SameIssuer(url string) bool { return baseURL(url) == c.BaseURL() }
+
+// baseURL is an issuer URL without its trailing slash: two URLs that differ
+// only by it name the same issuer (same endpoints, same storage).
+func baseURL(issuerURL string) string { return strings.TrimSuffix(issuerURL, "/") }

@@ -68,7 +68,7 @@ type Issuer struct {
 // derived from the issuer URL, so instances that share a storage and an
 // issuer URL share keys and tokens, and distinct issuers never mix.
 func StoragePrefix(issuerURL string) string {
-	sum := sha256.Sum256([]byte(strings.TrimSuffix(issuerURL, "/")))
+	sum := sha256.Sum256([]byte(baseURL(issuerURL)))
 	return "tokengate/issuers/" + hex.EncodeToString(sum[:8])
 }
 

@@ -323,9 +323,9 @@ func TestConfigValidation(t *testing.T) {
 		{"negative token_ttl", func(c *Config) { c.TokenTTL = -1 }, "token_ttl"},
 		{"negative refresh_ttl", func(c *Config) { c.RefreshTTL = -1 }, "refresh_ttl"},
 		{"no clients", func(c *Config) { c.Clients = nil }, "at least one client"},
-		{"duplicate client ids", func(c *Config) { c.Clients = withClients(ok, &clients.Config{ClientID: "a", Secret: "y"}) }, `"a": duplicate client_id`},
+		{"duplicate client ids", func(c *Config) { c.Clients = withClients(ok, &clients.Config{ClientID: "a", Secret: "y"}) }, `"a": defined more than once`},
 		{"null client", func(c *Config) { c.Clients = withClients(ok, nil) }, "clients[1]: empty client"},
-		{"invalid client", func(c *Config) { c.Clients = withClients(&clients.Config{ClientID: "a:b", Secret: "y"}) }, "client_id must not contain"},
+		{"invalid client", func(c *Config) { c.Clients = withClients(&clients.Config{ClientID: "a:b", Secret: "y"}) }, "client_id: must not contain"},
 		{"secret from unset env", func(c *Config) { c.Clients[0].Secret = "{env.TOKENGATE_TEST_UNSET}" }, `client "reports": secret`},
 		{"secret from empty env", func(c *Config) {
 			c.Clients[0].Secret = "{env.TOKENGATE_TEST_EMPTY}"
