@@ -69,6 +69,7 @@ var (
 	alg       = flag.String("alg", "ES256", "signing_alg of the issuer")
 	profile   = flag.String("profile", "", "directory for CPU profiles of Caddy, one per scenario (first round)")
 	caddyfile = flag.String("config", "bench/Caddyfile.bench", "the bench Caddyfile")
+	series    = flag.String("series", "core,refresh", "series to run, comma-separated: core, refresh, state")
 )
 
 func main() {
@@ -114,6 +115,28 @@ func run(ctx context.Context) error {
 	fmt.Printf("secret_hash: bcrypt cost %s; alg %s; %d connections; %v per scenario after %v warm-up; %d rounds\n\n",
 		strings.SplitN(hash, "$", 4)[2], *alg, *conns, *duration, *warmup, *rounds)
 
+	for _, name := range strings.Split(*series, ",") {
+		var err error
+		switch name {
+		case "core":
+			err = coreSeries(ctx, caddy)
+		case "refresh":
+			err = refreshSeries(ctx, caddy)
+		case "state":
+			err = stateSeries(ctx, caddy, tmp)
+		default:
+			err = fmt.Errorf("unknown series %q (core, refresh, state)", name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// coreSeries measures the token endpoint and bearer_auth against Caddy's
+// own baselines: the three ratios of issue 6.
+func coreSeries(ctx context.Context, caddy *caddyProc) error {
 	tokenReq := buildTokenRequest()
 	// The client's first request pays bcrypt (about a second at cost 14);
 	// the scenario measures a client that keeps asking.
@@ -139,35 +162,20 @@ func run(ctx context.Context) error {
 		// in alternating order from round to round, so that load from
 		// elsewhere on the machine drifts into both sides alike.
 		res := map[string]result{}
-		run := func(key, name, addr string, next func() []byte, keep bool) error {
-			r, err := measure(ctx, caddy, name, addr, next, keep, prof)
+		run := func(s step) error {
+			r, err := measure(ctx, caddy, s.name, s.addr, s.next, s.keep, prof)
 			if err != nil {
 				return err
 			}
 			if pool.exhausted.Load() {
-				return errors.New(name + ": the token pool ran dry (a token would have been reused)")
+				return errors.New(s.name + ": the token pool ran dry (a token would have been reused)")
 			}
-			res[key] = r
+			res[s.key] = r
 			pool.add(r.tokens)
-			r.print(name)
+			r.print(s.name)
 			return nil
 		}
-		type step struct {
-			key, name, addr string
-			next            func() []byte
-			keep            bool
-		}
-		pair := func(a, b step) error {
-			if round%2 == 0 {
-				a, b = b, a
-			}
-			for _, s := range []step{a, b} {
-				if err := run(s.key, s.name, s.addr, s.next, s.keep); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
+		pair := func(a, b step) error { return inPairs(round, a, b, run) }
 		if err := pair(step{"respond", "respond", respondAddr, fixed(respondReq), false},
 			step{"token", "token", tokenAddr, fixed(tokenReq), true}); err != nil {
 			return err
@@ -183,7 +191,7 @@ func run(ctx context.Context) error {
 			return err
 		}
 		if err := pair(step{"proxy-b", "proxy", proxyAddr, fixed(proxyReq), false},
-			step{"guarded-fresh", "guarded-fresh", guardAddr, pool.next, false}); err != nil {
+			step{"guarded-fresh", "guarded-fresh", guardAddr, pool.source, false}); err != nil {
 			return err
 		}
 
@@ -216,12 +224,6 @@ func run(ctx context.Context) error {
 	for _, name := range []string{"respond", "token", "proxy", "guarded-reuse", "guarded-fresh"} {
 		fmt.Printf("  %-14s %9.0f\n", name, median(rps[name]))
 	}
-	verdict := func(v, target float64) string {
-		if v >= target {
-			return "met"
-		}
-		return "NOT met"
-	}
 	t, ru, fr := med(func(r ratios) float64 { return r.token }), med(func(r ratios) float64 { return r.reuse }), med(func(r ratios) float64 { return r.fresh })
 	fmt.Printf("ratios (median):\n")
 	fmt.Printf("  token / respond         %.3f  (target >= 0.50: %s)\n", t, verdict(t, 0.5))
@@ -231,7 +233,39 @@ func run(ctx context.Context) error {
 	return nil
 }
 
-func fixed(b []byte) func() []byte { return func() []byte { return b } }
+// step is one scenario of a pair: key names its result, name is printed.
+type step struct {
+	key, name, addr string
+	next            func() source
+	keep            bool // keep the access tokens answered (token pool)
+}
+
+// inPairs runs a baseline and its subject back to back, in alternating
+// order from round to round, so that load from elsewhere on the machine
+// drifts into both sides alike.
+func inPairs(round int, a, b step, run func(step) error) error {
+	if round%2 == 0 {
+		a, b = b, a
+	}
+	for _, s := range []step{a, b} {
+		if err := run(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// source gives one worker its requests: next returns the request to send
+// (nil to stop), answer, when set, sees the body of each 200 answer.
+type source struct {
+	next   func() []byte
+	answer func(body []byte)
+}
+
+// fixed sends the same request from every worker.
+func fixed(b []byte) func() source {
+	return func() source { return source{next: func() []byte { return b }} }
+}
 
 func median(v []float64) float64 {
 	s := slices.Clone(v)
@@ -369,9 +403,11 @@ func startProfile(dir, name string, d time.Duration) func() error {
 
 // --- requests ---
 
-func buildTokenRequest() []byte {
-	body := "grant_type=client_credentials"
-	basic := base64.StdEncoding.EncodeToString([]byte(clientID + ":" + clientSecret))
+func buildTokenRequest() []byte { return buildPost(clientID, "grant_type=client_credentials") }
+
+// buildPost is a token endpoint request of client id with this form body.
+func buildPost(id, body string) []byte {
+	basic := base64.StdEncoding.EncodeToString([]byte(id + ":" + clientSecret))
 	return []byte("POST /oauth/token HTTP/1.1\r\nHost: " + tokenAddr +
 		"\r\nAuthorization: Basic " + basic +
 		"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: " + strconv.Itoa(len(body)) +
@@ -439,6 +475,9 @@ func (p *tokenPool) unused() int {
 	defer p.mu.Unlock()
 	return len(p.reqs) - p.pos
 }
+
+// source hands every worker the pool's tokens.
+func (p *tokenPool) source() source { return source{next: p.next} }
 
 // next returns a request with an unused token; nil when none is left.
 func (p *tokenPool) next() []byte {
@@ -521,7 +560,7 @@ func (r result) print(name string) {
 
 // measure runs the workers against addr for the warm-up and the measured
 // duration. Only answers completed inside the measured window count.
-func measure(ctx context.Context, caddy *caddyProc, name, addr string, next func() []byte, keepTokens bool, profDir string) (result, error) {
+func measure(ctx context.Context, caddy *caddyProc, name, addr string, newSource func() source, keepTokens bool, profDir string) (result, error) {
 	var phase atomic.Int32 // 0 warm-up, 1 measuring, 2 done
 	type worker struct {
 		n      int64
@@ -536,6 +575,7 @@ func measure(ctx context.Context, caddy *caddyProc, name, addr string, next func
 		w := &worker{status: map[int]int64{}}
 		ws[i] = w
 		wg.Add(1)
+		src := newSource()
 		go func() {
 			defer wg.Done()
 			c, err := dial(addr)
@@ -549,11 +589,14 @@ func measure(ctx context.Context, caddy *caddyProc, name, addr string, next func
 				if ph == 2 {
 					return
 				}
-				req := next()
+				req := src.next()
 				if req == nil {
 					return
 				}
 				status, body, err := c.do(req)
+				if err == nil && status == 200 && src.answer != nil {
+					src.answer(body)
+				}
 				if err == nil && c.dead {
 					c.close()
 					if c, err = dial(addr); err != nil {
