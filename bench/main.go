@@ -423,8 +423,12 @@ func buildGet(addr, token string) []byte {
 }
 
 // accessToken extracts access_token from a token answer.
-func accessToken(body []byte) (string, bool) {
-	const key = `"access_token":"`
+func accessToken(body []byte) (string, bool) { return stringField(body, "access_token") }
+
+// stringField extracts a string member of a token answer (whose values need
+// no JSON unescaping).
+func stringField(body []byte, name string) (string, bool) {
+	key := `"` + name + `":"`
 	i := bytes.Index(body, []byte(key))
 	if i < 0 {
 		return "", false

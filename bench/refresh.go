@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -94,19 +93,7 @@ func buildRedeem(refreshToken string) []byte {
 }
 
 // refreshToken extracts refresh_token from a token answer.
-func refreshToken(body []byte) (string, bool) {
-	const key = `"refresh_token":"`
-	i := bytes.Index(body, []byte(key))
-	if i < 0 {
-		return "", false
-	}
-	rest := body[i+len(key):]
-	j := bytes.IndexByte(rest, '"')
-	if j < 0 {
-		return "", false
-	}
-	return string(rest[:j]), true
-}
+func refreshToken(body []byte) (string, bool) { return stringField(body, "refresh_token") }
 
 // redeemChains gives each worker a refresh token of its own family (minted
 // beforehand, unmeasured); each answer's refresh token is the worker's next
