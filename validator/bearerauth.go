@@ -219,6 +219,7 @@ func (h *Handler) provisionLocal(iss *issuer.Issuer) error {
 	if h.now == nil {
 		h.now = func() time.Time { return iss.Now() }
 	}
+	h.warnUnreachable(iss)
 	return nil
 }
 
