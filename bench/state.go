@@ -40,10 +40,10 @@ func stateSeries(ctx context.Context, caddy *caddyProc, tmp string) error {
 		return err
 	}
 	other := func() *revocation.Store {
-		return &revocation.Store{
+		return revocation.New(revocation.Config{
 			Storage: &certmagic.FileStorage{Path: filepath.Join(tmp, "storage")},
 			Prefix:  issuer.StoragePrefix("http://" + tokenAddr),
-		}
+		})
 	}
 	steady := other()
 	if err := steady.Sync(ctx); err != nil {

@@ -111,7 +111,7 @@ func New(ctx context.Context, name string, cfg *Config, storage certmagic.Storag
 		return nil, fmt.Errorf("loading signing keys: %v", err)
 	}
 	iss.Refresh = &refresh.Store{Storage: storage, Prefix: prefix, Now: now, Logger: logger}
-	iss.Revocations = &revocation.Store{Storage: storage, Prefix: prefix, Now: now, Logger: logger}
+	iss.Revocations = revocation.New(revocation.Config{Storage: storage, Prefix: prefix, Now: now, Logger: logger})
 	iss.Refresh.RevokeAccess = func(ctx context.Context, ref refresh.AccessRef) error {
 		return iss.Revocations.Revoke(ctx, ref.JTI, ref.Expires)
 	}
@@ -121,7 +121,8 @@ func New(ctx context.Context, name string, cfg *Config, storage certmagic.Storag
 	return iss, nil
 }
 
-// sweepInterval is how often expired refresh token records are deleted.
+// sweepInterval is how often expired refresh token records are deleted and
+// old-format revocation records are read and pruned.
 const sweepInterval = time.Hour
 
 // Start runs the background work: key reload and rotation, reading other

@@ -2,7 +2,12 @@ package revocation
 
 import (
 	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"path"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,9 +20,16 @@ func newPair(t testing.TB) (a, b *Store, c *testclock.Clock, st certmagic.Storag
 	t.Helper()
 	st = &certmagic.FileStorage{Path: t.TempDir()}
 	c = testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	a = &Store{Storage: st, Prefix: "tg", Now: c.Now}
-	b = &Store{Storage: st, Prefix: "tg", Now: c.Now}
+	a = New(Config{Storage: st, Prefix: "tg", Now: c.Now})
+	b = New(Config{Storage: st, Prefix: "tg", Now: c.Now})
 	return a, b, c, st
+}
+
+func sync1(t testing.TB, s *Store) {
+	t.Helper()
+	if err := s.Sync(context.Background()); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
 }
 
 func TestRevokeSeenHereAtOnceAndElsewhereAfterSync(t *testing.T) {
@@ -39,74 +51,205 @@ func TestRevokeSeenHereAtOnceAndElsewhereAfterSync(t *testing.T) {
 	if b.IsRevoked("jti-1") {
 		t.Fatal("the other instance knew before syncing (test is not measuring the sync)")
 	}
-	if err := b.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	sync1(t, b)
 	if !b.IsRevoked("jti-1") {
 		t.Fatal("the other instance does not refuse the token after Sync")
 	}
 	// A restart (a new Store) finds it in storage.
-	r := &Store{Storage: a.Storage, Prefix: "tg", Now: c.Now}
-	if err := r.Sync(ctx); err != nil || !r.IsRevoked("jti-1") {
-		t.Fatalf("after restart: revoked=%v err=%v", r.IsRevoked("jti-1"), err)
+	r := New(Config{Storage: a.cfg.Storage, Prefix: "tg", Now: c.Now})
+	sync1(t, r)
+	if !r.IsRevoked("jti-1") {
+		t.Fatal("after restart: not revoked")
+	}
+	// The restarted instance's own revocations reach the others too.
+	if err := r.Revoke(ctx, "jti-3", exp); err != nil {
+		t.Fatal(err)
+	}
+	sync1(t, a)
+	sync1(t, b)
+	if !a.IsRevoked("jti-3") || !b.IsRevoked("jti-3") {
+		t.Fatal("a revocation of the restarted instance was not seen")
 	}
 }
 
-func TestSweepDeletesOnlyExpired(t *testing.T) {
+// counting counts the storage operations a Store makes.
+type counting struct {
+	certmagic.Storage
+	loads, lists, stores atomic.Int64
+}
+
+func (c *counting) Load(ctx context.Context, key string) ([]byte, error) {
+	c.loads.Add(1)
+	return c.Storage.Load(ctx, key)
+}
+
+func (c *counting) List(ctx context.Context, prefix string, recursive bool) ([]string, error) {
+	c.lists.Add(1)
+	return c.Storage.List(ctx, prefix, recursive)
+}
+
+func (c *counting) Store(ctx context.Context, key string, value []byte) error {
+	c.stores.Add(1)
+	return c.Storage.Store(ctx, key, value)
+}
+
+// A sync reads what changed, not the list: with 2,000 revocations live, a
+// sync with nothing new is one List and one Load per log, and one new
+// revocation adds one Load.
+func TestSyncReadsOnlyWhatIsNew(t *testing.T) {
 	ctx := context.Background()
 	a, _, c, st := newPair(t)
-	if err := a.Revoke(ctx, "short", c.Now().Add(time.Minute)); err != nil {
+	cs := &counting{Storage: st}
+	b := New(Config{Storage: cs, Prefix: "tg", Now: c.Now})
+	const n = 2000
+	for i := range n {
+		if err := a.Revoke(ctx, fmt.Sprintf("jti-%d", i), c.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sync1(t, b)
+	if b.Len() != n {
+		t.Fatalf("first sync read %d revocations, want %d", b.Len(), n)
+	}
+	cs.loads.Store(0)
+	cs.lists.Store(0)
+	sync1(t, b)
+	if l, ls := cs.loads.Load(), cs.lists.Load(); l != 1 || ls != 1 {
+		t.Fatalf("an idle sync made %d loads and %d lists, want 1 and 1", l, ls)
+	}
+	if err := a.Revoke(ctx, "one-more", c.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Revoke(ctx, "long", c.Now().Add(2*time.Hour)); err != nil {
+	cs.loads.Store(0)
+	sync1(t, b)
+	if l := cs.loads.Load(); l != 2 {
+		t.Fatalf("a sync after one revocation made %d loads, want 2 (head and entry)", l)
+	}
+	if !b.IsRevoked("one-more") || !b.IsRevoked("jti-0") {
+		t.Fatal("revocations lost")
+	}
+}
+
+// Expired revocations leave memory as the clock passes them, and storage
+// with their log once its hour is over.
+func TestExpiredLeaveMemoryAndStorage(t *testing.T) {
+	ctx := context.Background()
+	a, b, c, st := newPair(t)
+	for i := range 100 {
+		if err := a.Revoke(ctx, fmt.Sprintf("short-%d", i), c.Now().Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Revoke(ctx, "long", c.Now().Add(3*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := a.Sweep(ctx); err != nil || n != 0 {
-		t.Fatalf("sweep before expiry deleted %d (%v)", n, err)
+	sync1(t, b)
+	if b.Len() != 101 {
+		t.Fatalf("b holds %d, want 101", b.Len())
 	}
-	// Past the short token's exp but within the margin: kept.
-	c.Advance(time.Minute + expiryMargin/2)
-	if n, _ := a.Sweep(ctx); n != 0 {
-		t.Fatalf("swept within the leeway margin: %d", n)
+	// Past exp but within the leeway: still refused.
+	c.Advance(time.Minute + MaxLeeway/2)
+	sync1(t, b)
+	if !b.IsRevoked("short-7") || b.Len() != 101 {
+		t.Fatalf("forgotten within the leeway: len %d", b.Len())
 	}
-	c.Advance(expiryMargin)
-	if n, err := a.Sweep(ctx); err != nil || n != 1 {
-		t.Fatalf("sweep after expiry deleted %d (%v), want 1", n, err)
+	c.Advance(MaxLeeway)
+	sync1(t, a)
+	sync1(t, b)
+	if b.IsRevoked("short-7") || a.IsRevoked("short-7") {
+		t.Fatal("an expired revocation is still refused")
 	}
-	keys, err := st.List(ctx, "tg/revoked", false)
-	if err != nil || len(keys) != 1 || path.Base(keys[0]) != name("long") {
-		t.Fatalf("left %v (%v), want only the long one", keys, err)
+	if a.Len() != 1 || b.Len() != 1 || !b.IsRevoked("long") {
+		t.Fatalf("after expiry a holds %d, b %d, want the long one only", a.Len(), b.Len())
 	}
-	if !a.IsRevoked("long") {
-		t.Fatal("live revocation forgotten")
+	// A new hour: a writes to a new log; the old one stays while "long" lives.
+	c.Advance(time.Hour)
+	if err := a.Revoke(ctx, "later", c.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	sync1(t, b)
+	logs, _ := st.List(ctx, "tg/revocations", false)
+	if len(logs) != 2 {
+		t.Fatalf("logs %v, want 2", logs)
+	}
+	c.Advance(2*time.Hour + MaxLeeway + time.Minute)
+	sync1(t, b)
+	if logs, _ := st.List(ctx, "tg/revocations", false); len(logs) != 0 {
+		t.Fatalf("expired logs left in storage: %v", logs)
+	}
+	if b.Len() != 0 {
+		t.Fatalf("b still holds %d", b.Len())
 	}
 }
 
 func TestExpiredRevocationIsForgotten(t *testing.T) {
 	ctx := context.Background()
 	a, _, c, _ := newPair(t)
-	// go-cache expires on the real clock; a revocation whose token is
-	// already past exp+margin is not even cached.
-	if err := a.Revoke(ctx, "old", c.Now().Add(-2*expiryMargin)); err != nil {
+	// A revocation whose token is already past exp+leeway is not kept.
+	if err := a.Revoke(ctx, "old", c.Now().Add(-2*MaxLeeway)); err != nil {
 		t.Fatal(err)
 	}
-	if a.IsRevoked("old") {
+	if a.IsRevoked("old") || a.Len() != 0 {
 		t.Fatal("a revocation of a long-expired token is kept in memory")
 	}
 }
 
-func TestCorruptRecordStaysRevoked(t *testing.T) {
+// legacyName is the storage name of a jti in the old format.
+func legacyName(jti string) string {
+	h := hashOf(jti)
+	return hex.EncodeToString(h[:])
+}
+
+// storeLegacy writes a revocation record as the old format did.
+func storeLegacy(t *testing.T, st certmagic.Storage, jti, content string) {
+	t.Helper()
+	if err := st.Store(context.Background(), path.Join("tg/revoked", legacyName(jti)), []byte(content)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Records of the old format (one file per token under revoked/) are
+// honoured after an upgrade and swept when expired.
+func TestLegacyRecordsHonouredAndSwept(t *testing.T) {
 	ctx := context.Background()
-	a, b, c, st := newPair(t)
-	if err := a.Revoke(ctx, "x", c.Now().Add(time.Hour)); err != nil {
-		t.Fatal(err)
+	a, _, c, st := newPair(t)
+	rfc := func(d time.Duration) string { return c.Now().Add(d).Format(time.RFC3339Nano) }
+	storeLegacy(t, st, "short", `{"expires":"`+rfc(time.Minute)+`"}`)
+	storeLegacy(t, st, "long", `{"expires":"`+rfc(2*time.Hour)+`"}`)
+	sync1(t, a)
+	if !a.IsRevoked("short") || !a.IsRevoked("long") {
+		t.Fatal("old-format revocations not honoured")
 	}
-	if err := st.Store(ctx, path.Join("tg/revoked", name("x")), []byte("{trunc")); err != nil {
-		t.Fatal(err)
+	if n, err := a.Sweep(ctx); err != nil || n != 0 {
+		t.Fatalf("sweep before expiry deleted %d (%v)", n, err)
 	}
-	if err := b.Sync(ctx); err != nil {
-		t.Fatal(err)
+	// Made by an instance not yet upgraded: picked up by the sweep.
+	storeLegacy(t, st, "late", `{"expires":"`+rfc(time.Hour)+`"}`)
+	if _, err := a.Sweep(ctx); err != nil || !a.IsRevoked("late") {
+		t.Fatalf("sweep did not read a new old-format record (%v)", err)
 	}
+	c.Advance(time.Minute + MaxLeeway/2)
+	if n, _ := a.Sweep(ctx); n != 0 {
+		t.Fatalf("swept within the leeway margin: %d", n)
+	}
+	c.Advance(MaxLeeway)
+	if n, err := a.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("sweep after expiry deleted %d (%v), want 1", n, err)
+	}
+	keys, err := st.List(ctx, "tg/revoked", false)
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("left %v (%v), want the two live ones", keys, err)
+	}
+	if !a.IsRevoked("long") {
+		t.Fatal("live revocation forgotten")
+	}
+}
+
+func TestCorruptLegacyRecordStaysRevoked(t *testing.T) {
+	ctx := context.Background()
+	_, b, _, st := newPair(t)
+	storeLegacy(t, st, "x", "{trunc")
+	sync1(t, b)
 	if !b.IsRevoked("x") {
 		t.Fatal("a corrupt revocation record un-revoked the token")
 	}
@@ -115,20 +258,108 @@ func TestCorruptRecordStaysRevoked(t *testing.T) {
 	}
 }
 
+// A corrupt entry of a log names no token; the entries after it are still
+// read.
+func TestCorruptEntrySkipped(t *testing.T) {
+	ctx := context.Background()
+	a, b, c, st := newPair(t)
+	for _, j := range []string{"one", "two", "three"} {
+		if err := a.Revoke(ctx, j, c.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Store(ctx, path.Join("tg/revocations", a.wlog, "1"), []byte("{trunc")); err != nil {
+		t.Fatal(err)
+	}
+	sync1(t, b)
+	if !b.IsRevoked("one") || !b.IsRevoked("three") {
+		t.Fatal("entries around a corrupt one were not read")
+	}
+}
+
 func TestEmptyStorage(t *testing.T) {
 	a, _, _, _ := newPair(t)
-	if err := a.Sync(context.Background()); err != nil {
-		t.Fatalf("sync of an empty storage: %v", err)
-	}
+	sync1(t, a)
 	if n, err := a.Sweep(context.Background()); err != nil || n != 0 {
 		t.Fatalf("sweep of an empty storage: %d %v", n, err)
+	}
+}
+
+// failing fails Store for keys ending in suffix while on is set.
+type failing struct {
+	certmagic.Storage
+	suffix string
+	on     atomic.Bool
+}
+
+func (f *failing) Store(ctx context.Context, key string, value []byte) error {
+	if f.on.Load() && path.Base(key) == f.suffix {
+		return errors.New("disk full")
+	}
+	return f.Storage.Store(ctx, key, value)
+}
+
+// A revocation whose head could not be written is an error, and the next
+// revocation takes its place: a reader never stalls on it.
+func TestFailedWriteIsAnErrorAndLeavesNoGap(t *testing.T) {
+	ctx := context.Background()
+	_, b, c, st := newPair(t)
+	f := &failing{Storage: st, suffix: "head"}
+	a := New(Config{Storage: f, Prefix: "tg", Now: c.Now})
+	f.on.Store(true)
+	if err := a.Revoke(ctx, "lost", c.Now().Add(time.Hour)); err == nil {
+		t.Fatal("a failed write was not reported")
+	}
+	f.on.Store(false)
+	if err := a.Revoke(ctx, "kept", c.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	sync1(t, b)
+	if !b.IsRevoked("kept") {
+		t.Fatal("the revocation after a failed one was not seen")
+	}
+}
+
+// Instances revoking concurrently all see each other's revocations.
+func TestConcurrentWriters(t *testing.T) {
+	ctx := context.Background()
+	_, _, c, st := newPair(t)
+	stores := make([]*Store, 3)
+	for i := range stores {
+		stores[i] = New(Config{Storage: st, Prefix: "tg", Now: c.Now})
+	}
+	var wg sync.WaitGroup
+	for i, s := range stores {
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := range 25 {
+					if err := s.Revoke(ctx, fmt.Sprintf("%d-%d-%d", i, g, k), c.Now().Add(time.Hour)); err != nil {
+						t.Error(err)
+					}
+					if k%10 == 0 {
+						if err := s.Sync(ctx); err != nil {
+							t.Error(err)
+						}
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	for _, s := range stores {
+		sync1(t, s)
+		if s.Len() != 300 {
+			t.Fatalf("a store holds %d revocations, want 300", s.Len())
+		}
 	}
 }
 
 func BenchmarkIsRevoked(b *testing.B) {
 	s, _, c, _ := newPair(b)
 	for i := 0; i < 1000; i++ {
-		_ = s.Revoke(context.Background(), string(rune('a'+i%26))+time.Duration(i).String(), c.Now().Add(time.Hour))
+		_ = s.Revoke(context.Background(), fmt.Sprintf("jti-%d", i), c.Now().Add(time.Hour))
 	}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -1,0 +1,75 @@
+// Package state names the operations the issuer's shared state offers, so
+// that each backend does them the best way it has: Caddy's storage (the
+// embedded default: internal/revocation and internal/refresh, with a file
+// lock and per-writer change logs) or Redis (issue 14: a Lua script and
+// pub/sub). It holds interfaces only; statetest-style conformance tests
+// live next to each implementation until a second backend exists.
+//
+// The operations are the issuer's, not a key-value store's: a backend is
+// free to lay its data out as it likes, provided what these interfaces
+// promise holds across every instance sharing it.
+package state
+
+import (
+	"context"
+	"time"
+)
+
+// Revocations is the list of revoked access tokens, by jti.
+type Revocations interface {
+	// Revoke denies the token with this jti until its exp (plus the
+	// validators' leeway). When it returns nil the revocation is durable,
+	// and this handle refuses the token at once.
+	Revoke(ctx context.Context, jti string, exp time.Time) error
+	// IsRevoked is a lookup in this handle's memory, with no I/O; the
+	// gate calls it on every request.
+	IsRevoked(jti string) bool
+	// Sync brings the handle up to date with revocations made through
+	// other handles, reading only what changed since its last Sync, and
+	// drops expired ones. A backend that pushes changes may make it cheap.
+	Sync(ctx context.Context) error
+}
+
+// Families holds the state of refresh token families: which generation of
+// a family is current, whether the family is revoked, and which access
+// tokens were issued with it. Refresh tokens themselves carry what they
+// stand for (internal/refresh), so a family has no record until its first
+// redemption or revocation.
+type Families interface {
+	// Load reads a family's record; found is false when it has none.
+	Load(ctx context.Context, id string) (rec Family, found bool, err error)
+	// Update is the compare-and-set of a redemption or revocation: it
+	// calls decide with the family's current record and stores the record
+	// decide returns when write is true, so that of any number of
+	// concurrent Updates of one family across all instances each sees the
+	// result of the ones before it. decide may be called more than once
+	// (a backend may retry an optimistic transaction) and must only
+	// decide; its error is returned as is, and nothing is stored.
+	Update(ctx context.Context, id string, decide func(rec Family, found bool) (next Family, write bool, err error)) error
+}
+
+// Family is the record of a refresh token family.
+type Family struct {
+	ClientID string `json:"client_id"`
+	// Generation is the generation of the family's current refresh token:
+	// a token of an earlier generation is a reuse. A family without a
+	// record is at generation 0.
+	Generation uint64 `json:"generation,omitempty"`
+	// Rotated is when Generation was reached: a retry of the previous
+	// generation within the reuse interval gets the same answer.
+	Rotated time.Time `json:"rotated,omitzero"`
+	// Expires is when the family's newest token expires; the record may
+	// be deleted after it.
+	Expires time.Time  `json:"expires"`
+	Revoked *time.Time `json:"revoked,omitempty"`
+	// Access lists the unexpired access tokens issued with the family's
+	// refresh tokens, so revoking the family revokes them too (RFC 7009
+	// §2.1).
+	Access []AccessRef `json:"access,omitempty"`
+}
+
+// AccessRef names an access token issued together with a refresh token.
+type AccessRef struct {
+	JTI     string    `json:"jti"`
+	Expires time.Time `json:"exp"`
+}
