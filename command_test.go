@@ -88,7 +88,7 @@ func authenticates(t *testing.T, cfg *clients.Config, secret string) bool {
 	if err != nil {
 		t.Fatalf("registry refuses the client: %v", err)
 	}
-	_, err = reg.Authenticate(cfg.ClientID, secret)
+	_, err = reg.Authenticate(cfg.ClientID, secret, nil)
 	if err != nil && !errors.Is(err, clients.ErrInvalidClient) {
 		t.Fatal(err)
 	}

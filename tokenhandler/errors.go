@@ -14,7 +14,7 @@ type oauthError struct {
 	// basic asks the client for Basic credentials (WWW-Authenticate), as
 	// RFC 6749 §5.2 requires when the client tried the Authorization header.
 	basic bool
-	// retryAfter, in seconds, is sent with 429 answers.
+	// retryAfter, in seconds, is sent with 429 and 503 answers.
 	retryAfter int
 }
 
@@ -26,6 +26,13 @@ func errInvalidRequest(desc string) *oauthError {
 
 func errInvalidClient(basic bool) *oauthError {
 	return &oauthError{status: http.StatusUnauthorized, Code: "invalid_client", Description: "client authentication failed", basic: basic}
+}
+
+// errBusy answers a request whose secret check found no free password hash
+// slot in time: 503 (the server is short of capacity, the client did
+// nothing wrong) with Retry-After.
+func errBusy() *oauthError {
+	return &oauthError{status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: "the server is busy; retry later", retryAfter: 1}
 }
 
 func errInvalidGrant(desc string) *oauthError {

@@ -1,6 +1,7 @@
 package tokenhandler
 
 import (
+	"crypto/sha256"
 	"errors"
 	"math"
 	"net"
@@ -38,6 +39,8 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request) error {
 	err := h.token(rec, r)
 	result := rec.code
 	switch {
+	case err == nil && rec.status == http.StatusServiceUnavailable:
+		result = "busy"
 	case err != nil || rec.status >= 500:
 		result = "error"
 	case rec.status == http.StatusOK:
@@ -191,41 +194,111 @@ func (h *Handler) answer(w http.ResponseWriter, client *clients.Config, tr *toke
 }
 
 // authenticate checks a client's credentials. When they fail it writes the
-// refusal and reports done. A source address, or a client id from that
-// address, with too many recent failures is refused with 429 before the
-// secret is checked: the password hash is the cost a guesser wants to cause.
+// refusal and reports done.
+//
+// The throttle works in two steps. A source address, or a client id from
+// that address, with too many recent attempts is refused with 429 before
+// anything else: the password hash is the cost a guesser wants to cause,
+// and a remembered success must not let a blocked guesser test secrets
+// against the cache. Then each attempt is counted just before its secret is
+// compared (the registry's admit callback), and given back when it
+// succeeds, so requests arriving together cannot all pass a check made
+// before any of them failed.
 func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, cr credentials) (*clients.Config, bool, error) {
 	if cr.noCredentials {
 		return nil, true, h.refuse(w, "", errInvalidClient(true))
 	}
+	if len(cr.clientID) > clients.MaxIDLength {
+		// No client has such an id. Refused before any throttle or hash
+		// work, so a request-sized id is never held, hashed or logged.
+		return nil, true, h.refuse(w, "", errInvalidClient(cr.basic))
+	}
 	addr := sourceAddress(r)
-	pair := cr.clientID + "\x00" + addr
-	for _, l := range []struct {
+	pair := pairKey(cr.clientID, addr)
+	limits := []struct {
 		lim *throttle.Limiter
 		key string
-	}{{h.iss.AddressFailures, addr}, {h.iss.ClientFailures, pair}} {
+	}{{h.iss.AddressFailures, addr}, {h.iss.ClientFailures, pair}}
+	for _, l := range limits {
 		if wait, blocked := l.lim.Blocked(l.key); blocked {
-			h.logger.Info("client authentication throttled",
-				zap.String("client_id", cr.clientID), zap.String("address", addr), zap.Duration("retry_after", wait))
-			return nil, true, h.writeError(w, &oauthError{
-				status:      http.StatusTooManyRequests,
-				Code:        "temporarily_unavailable",
-				Description: "too many failed client authentications; retry later",
-				retryAfter:  int(math.Ceil(wait.Seconds())),
-			})
+			return nil, true, h.throttled(w, cr, addr, wait)
 		}
 	}
-	client, err := h.iss.Clients.Authenticate(cr.clientID, cr.clientSecret)
-	if errors.Is(err, clients.ErrInvalidClient) {
-		h.iss.AddressFailures.Fail(addr)
-		h.iss.ClientFailures.Fail(pair)
-		return nil, true, h.refuse(w, cr.clientID, errInvalidClient(cr.basic))
+	counted := false
+	admit := func() error {
+		for i, l := range limits {
+			if wait, ok := l.lim.Take(l.key); !ok {
+				for _, taken := range limits[:i] {
+					taken.lim.GiveBack(taken.key)
+				}
+				return throttledFor(wait)
+			}
+		}
+		counted = true
+		return nil
 	}
-	if err != nil {
+	client, err := h.iss.Clients.Authenticate(cr.clientID, cr.clientSecret, admit)
+	var wait throttledFor
+	switch {
+	case err == nil:
+	case errors.As(err, &wait):
+		return nil, true, h.throttled(w, cr, addr, time.Duration(wait))
+	case errors.Is(err, clients.ErrInvalidClient):
+		return nil, true, h.refuse(w, cr.clientID, errInvalidClient(cr.basic))
+	case errors.Is(err, clients.ErrBusy):
+		// No secret was compared: the attempt is not a failure.
+		if counted {
+			h.iss.AddressFailures.GiveBack(addr)
+			h.iss.ClientFailures.GiveBack(pair)
+		}
+		h.logger.Warn("client secret check refused: every password hash slot stayed busy",
+			zap.String("client_id", logID(cr.clientID)), zap.String("address", addr))
+		return nil, true, h.writeError(w, errBusy())
+	default:
 		return nil, true, caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	if counted {
+		h.iss.AddressFailures.GiveBack(addr)
 	}
 	h.iss.ClientFailures.Reset(pair)
 	return client, false, nil
+}
+
+// throttledFor is admit's refusal: how long until the throttle's window
+// ends.
+type throttledFor time.Duration
+
+func (throttledFor) Error() string { return "throttled" }
+
+func (h *Handler) throttled(w http.ResponseWriter, cr credentials, addr string, wait time.Duration) error {
+	h.logger.Info("client authentication throttled",
+		zap.String("client_id", logID(cr.clientID)), zap.String("address", addr), zap.Duration("retry_after", wait))
+	return h.writeError(w, &oauthError{
+		status:      http.StatusTooManyRequests,
+		Code:        "temporarily_unavailable",
+		Description: "too many failed client authentications; retry later",
+		retryAfter:  int(math.Ceil(wait.Seconds())),
+	})
+}
+
+// pairKey is the throttle key of a client id from an address. The id is
+// hashed: the key has a fixed size whatever the id, and an unknown id gets
+// a key of its own like a known one, so the throttle's answers never tell
+// a configured client id from an unknown one. An address can make at most
+// per_address of these keys per window, since each needs an attempt the
+// address throttle let through.
+func pairKey(clientID, addr string) string {
+	sum := sha256.Sum256([]byte(clientID))
+	return addr + "\x00" + string(sum[:16])
+}
+
+// logID bounds a client id taken from a request for a log line.
+func logID(id string) string {
+	const maxLogID = 64
+	if len(id) > maxLogID {
+		return id[:maxLogID] + "..."
+	}
+	return id
 }
 
 // sourceAddress is the client's IP as Caddy determined it (honouring the
@@ -255,7 +328,7 @@ func sourceAddress(r *http.Request) string {
 
 func (h *Handler) refuse(w http.ResponseWriter, clientID string, oe *oauthError) error {
 	h.logger.Debug("token request refused",
-		zap.String("client_id", clientID),
+		zap.String("client_id", logID(clientID)),
 		zap.String("error", oe.Code),
 		zap.String("reason", oe.Description))
 	return h.writeError(w, oe)

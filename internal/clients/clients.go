@@ -56,6 +56,11 @@ type Config struct {
 	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`
 }
 
+// MaxIDLength bounds a client_id, in bytes. The endpoints refuse a longer
+// one before any other work, so an attacker cannot make the throttle or the
+// logs hold ids as large as a request body.
+const MaxIDLength = 256
+
 // An OptionError is a mistake in a client's configuration. Option is the
 // option at fault as the Caddyfile and JSON spell it ("" for the client as
 // a whole), and Index the client's place in the list given to
@@ -106,6 +111,9 @@ func (c *Config) Validate(replaced bool) error {
 	}
 	if c.ClientID == "" {
 		return fail("client_id", "required")
+	}
+	if len(c.ClientID) > MaxIDLength {
+		return fail("client_id", "longer than %d bytes", MaxIDLength)
 	}
 	if strings.ContainsAny(c.ClientID, ":\x00") || strings.TrimSpace(c.ClientID) != c.ClientID {
 		return fail("client_id", "must not contain ':' or surrounding spaces")

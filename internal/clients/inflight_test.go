@@ -5,36 +5,13 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
-	"golang.org/x/crypto/bcrypt"
 )
-
-// slowComparer counts compares and takes a while, like bcrypt at cost 14.
-type slowComparer struct {
-	caddyauth.Comparer
-	calls atomic.Int32
-}
-
-func (s *slowComparer) Compare(hashed, plain []byte) (bool, error) {
-	s.calls.Add(1)
-	time.Sleep(50 * time.Millisecond)
-	return s.Comparer.Compare(hashed, plain)
-}
 
 // TestConcurrentChecksShareOneHash: requests of a busy client arriving
 // together on an empty cache pay for one hash check, not one each.
 func TestConcurrentChecksShareOneHash(t *testing.T) {
-	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewRegistry([]*Config{{ClientID: "busy", SecretHash: string(hash)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slow := &slowComparer{Comparer: r.byID["busy"].comparer}
-	r.byID["busy"].comparer = slow
+	// Slow like bcrypt at cost 14.
+	r, slow := hashedRegistry(t, 50*time.Millisecond)
 
 	var wg sync.WaitGroup
 	var failures atomic.Int32
@@ -44,7 +21,7 @@ func TestConcurrentChecksShareOneHash(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			if _, err := r.Authenticate("busy", "s3cret"); err != nil {
+			if _, err := r.Authenticate("c", "s3cret", nil); err != nil {
 				failures.Add(1)
 			}
 		}()
@@ -63,7 +40,7 @@ func TestConcurrentChecksShareOneHash(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := r.Authenticate("busy", "wrong"); err == ErrInvalidClient {
+			if _, err := r.Authenticate("c", "wrong", nil); err == ErrInvalidClient {
 				refused.Add(1)
 			}
 		}()

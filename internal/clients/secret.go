@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 
@@ -100,19 +101,42 @@ func (r *Registry) All() []*Config {
 // two are not told apart, neither in the error nor in the time taken.
 var ErrInvalidClient = errors.New("client authentication failed")
 
+// ErrBusy is returned when a secret check had to wait longer than HashWait
+// for a free password hash slot; nothing was checked.
+var ErrBusy = errors.New("too many client secret checks at once")
+
 // Authenticate checks a client's secret. It returns the client's config or
-// ErrInvalidClient; any other error is an internal failure.
-func (r *Registry) Authenticate(id, secret string) (*Config, error) {
+// ErrInvalidClient, ErrBusy, or admit's error; any other error is an
+// internal failure.
+//
+// admit, when not nil, is called once before the secret is actually
+// compared (not for a check remembered from a recent success, and once for
+// requests that share one hash): a throttle counts the attempt there, and
+// an error it returns is returned at once, before any hash runs. It is
+// called at most once per call of Authenticate.
+func (r *Registry) Authenticate(id, secret string, admit func() error) (*Config, error) {
+	if admit == nil {
+		admit = func() error { return nil }
+	}
 	c, known := r.byID[id]
 	sum := sha256.Sum256([]byte(secret))
 	if !known {
+		if err := admit(); err != nil {
+			return nil, err
+		}
 		// Costs what a wrong secret of a configured client costs.
 		if _, err := r.fake.matches(secret, sum[:]); err != nil {
+			if errors.Is(err, ErrBusy) {
+				return nil, err
+			}
 			return nil, fmt.Errorf("checking secret of client %q: %v", id, err)
 		}
 		return nil, ErrInvalidClient
 	}
 	if c.comparer == nil {
+		if err := admit(); err != nil {
+			return nil, err
+		}
 		if ok, _ := c.matches(secret, sum[:]); !ok {
 			return nil, ErrInvalidClient
 		}
@@ -126,15 +150,27 @@ func (r *Registry) Authenticate(id, secret string) (*Config, error) {
 	metrics.CacheLookups.WithLabelValues("secret", "miss").Inc()
 	// Requests presenting the same secret at the same moment share one
 	// hash check: when a busy client's cached check expires, its requests
-	// in flight must not each pay the slow hash.
+	// in flight must not each pay the slow hash. Only the request that runs
+	// the hash is admitted (counted by the throttle): one hash, one guess.
 	v, err, _ := r.inflight.Do(cacheKey, func() (any, error) {
+		if err := admit(); err != nil {
+			return false, &admitError{err}
+		}
 		ok, err := c.matches(secret, sum[:])
 		if ok {
 			r.verified.SetDefault(cacheKey, struct{}{})
 		}
 		return ok, err
 	})
-	if err != nil {
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrBusy):
+		return nil, err
+	default:
+		var ae *admitError
+		if errors.As(err, &ae) {
+			return nil, ae.err
+		}
 		return nil, fmt.Errorf("checking secret of client %q: %v", id, err)
 	}
 	if !v.(bool) {
@@ -143,11 +179,70 @@ func (r *Registry) Authenticate(id, secret string) (*Config, error) {
 	return c.cfg, nil
 }
 
+// admitError carries admit's refusal out of the shared hash check.
+type admitError struct{ err error }
+
+func (e *admitError) Error() string { return e.err.Error() }
+
 func (c *client) matches(secret string, sum []byte) (bool, error) {
 	if c.comparer == nil {
 		return subtle.ConstantTimeCompare(c.hash, sum) == 1, nil
 	}
+	if err := acquireHashSlot(); err != nil {
+		return false, err
+	}
+	defer releaseHashSlot()
 	return c.comparer.Compare(c.hash, []byte(secret))
+}
+
+// Password hashes are slow on purpose and use a whole CPU each. Without a
+// bound, a burst of wrong secrets (from one address or many, faster than
+// the throttle can refuse them) runs one hash per request at once and
+// starves every other request of CPU, those of clients whose check is
+// cached included: the review measured 38 s of CPU for a burst of 200 and
+// a good client waiting 1.6-3.2 s. At most MaxConcurrentHashes run at once,
+// in the whole process (CPUs are per process, not per issuer): one fewer
+// than the CPUs Go schedules on, so one CPU always stays free for requests
+// that need no hash (on a 2-CPU machine a burst left a cached client's p50
+// at 16 ms with two slots, 0.3 ms with one).
+//
+// A check that finds every slot taken waits up to HashWait, then gives up
+// with ErrBusy (the token endpoint answers 503 with Retry-After). Waiting
+// costs no CPU, and the wait covers a few clients whose cached checks
+// expire together even at bcrypt cost 14 (about a second a hash); refusing
+// after a bound keeps a burst from queueing work for longer than its
+// clients wait for an answer, and sheds it without hashing.
+var (
+	// MaxConcurrentHashes is the number of password hashes that may run at
+	// once: the CPUs Go schedules on, less one, and at least one.
+	MaxConcurrentHashes = max(1, runtime.GOMAXPROCS(0)-1)
+	hashSlots           = make(chan struct{}, MaxConcurrentHashes)
+)
+
+// HashWait is how long a secret check waits for a free hash slot.
+const HashWait = 2 * time.Second
+
+func acquireHashSlot() error {
+	select {
+	case hashSlots <- struct{}{}:
+	default:
+		t := time.NewTimer(HashWait)
+		defer t.Stop()
+		select {
+		case hashSlots <- struct{}{}:
+		case <-t.C:
+			metrics.PasswordHashes.WithLabelValues("busy").Inc()
+			return ErrBusy
+		}
+	}
+	metrics.PasswordHashes.WithLabelValues("run").Inc()
+	metrics.PasswordHashesInFlight.Inc()
+	return nil
+}
+
+func releaseHashSlot() {
+	metrics.PasswordHashesInFlight.Dec()
+	<-hashSlots
 }
 
 // comparerFor picks the hash algorithm from the hash's own prefix, as made

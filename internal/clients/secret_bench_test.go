@@ -33,12 +33,12 @@ func benchRegistry(b *testing.B, cost int) *Registry {
 func BenchmarkAuthenticate(b *testing.B) {
 	b.Run("hash-cached", func(b *testing.B) {
 		r := benchRegistry(b, bcrypt.MinCost)
-		if _, err := r.Authenticate("hashed", "bench-secret"); err != nil {
+		if _, err := r.Authenticate("hashed", "bench-secret", nil); err != nil {
 			b.Fatal(err)
 		}
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := r.Authenticate("hashed", "bench-secret"); err != nil {
+			if _, err := r.Authenticate("hashed", "bench-secret", nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -47,7 +47,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 		r := benchRegistry(b, bcrypt.MinCost)
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := r.Authenticate("plain", "bench-secret"); err != nil {
+			if _, err := r.Authenticate("plain", "bench-secret", nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -57,7 +57,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			// A wrong secret is never cached, so every call hashes.
-			if _, err := r.Authenticate("hashed", "wrong-secret"); err != ErrInvalidClient {
+			if _, err := r.Authenticate("hashed", "wrong-secret", nil); err != ErrInvalidClient {
 				b.Fatal(err)
 			}
 		}

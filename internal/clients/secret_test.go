@@ -135,7 +135,7 @@ func TestAuthenticate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := f.reg.Authenticate(tt.id, tt.secret)
+			cfg, err := f.reg.Authenticate(tt.id, tt.secret, nil)
 			if tt.ok {
 				if err != nil {
 					t.Fatalf("Authenticate(%q) = %v, want success", tt.id, err)
@@ -177,7 +177,7 @@ func TestSuccessIsCachedFailureIsNot(t *testing.T) {
 				{"wrong2", false, 5, 1}, // each time
 			}
 			for i, s := range steps {
-				_, err := f.reg.Authenticate(id, s.secret)
+				_, err := f.reg.Authenticate(id, s.secret, nil)
 				if s.ok != (err == nil) {
 					t.Fatalf("step %d: Authenticate error = %v, want success %v", i, err, s.ok)
 				}
@@ -201,15 +201,15 @@ func TestCacheIsPerClientAndSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reg.Authenticate("a", shared); err != nil {
+	if _, err := reg.Authenticate("a", shared, nil); err != nil {
 		t.Fatal(err)
 	}
 	// a's cached success must not authenticate b with a's secret.
-	if _, err := reg.Authenticate("b", shared); !errors.Is(err, ErrInvalidClient) {
+	if _, err := reg.Authenticate("b", shared, nil); !errors.Is(err, ErrInvalidClient) {
 		t.Fatalf("b with a's cached secret: %v, want ErrInvalidClient", err)
 	}
 	// Nor an unknown id with a's cached secret.
-	if _, err := reg.Authenticate("c", shared); !errors.Is(err, ErrInvalidClient) {
+	if _, err := reg.Authenticate("c", shared, nil); !errors.Is(err, ErrInvalidClient) {
 		t.Fatalf("unknown id with a's cached secret: %v, want ErrInvalidClient", err)
 	}
 	if n := reg.verified.ItemCount(); n != 1 {
@@ -220,7 +220,7 @@ func TestCacheIsPerClientAndSecret(t *testing.T) {
 func TestPlainSecretsAreNotCached(t *testing.T) {
 	f := newFixture(t)
 	for range 3 {
-		if _, err := f.reg.Authenticate("plain", f.secrets["plain"]); err != nil {
+		if _, err := f.reg.Authenticate("plain", f.secrets["plain"], nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -235,7 +235,7 @@ func TestUnknownClientCostsAHash(t *testing.T) {
 	f := newFixture(t)
 	cc := countHashes(t, f.reg, "bcrypt")
 	for _, secret := range []string{"whatever", f.secrets["bcrypt"]} {
-		if _, err := f.reg.Authenticate("nobody", secret); !errors.Is(err, ErrInvalidClient) {
+		if _, err := f.reg.Authenticate("nobody", secret, nil); !errors.Is(err, ErrInvalidClient) {
 			t.Fatalf("unknown client: %v, want ErrInvalidClient", err)
 		}
 	}
@@ -265,11 +265,11 @@ func TestUnknownClientPlainOnlyRegistry(t *testing.T) {
 	// The fake of a plain-only registry is an all-zero digest; no secret
 	// may match it for an unknown id, and no id may be mistaken for "a".
 	for _, secret := range []string{"", "x"} {
-		if _, err := reg.Authenticate("b", secret); !errors.Is(err, ErrInvalidClient) {
+		if _, err := reg.Authenticate("b", secret, nil); !errors.Is(err, ErrInvalidClient) {
 			t.Fatalf("unknown client with %q: %v", secret, err)
 		}
 	}
-	if _, err := reg.Authenticate("a", "x"); err != nil {
+	if _, err := reg.Authenticate("a", "x", nil); err != nil {
 		t.Fatalf("known plain client: %v", err)
 	}
 }
@@ -278,7 +278,7 @@ func TestComparerErrorIsInternalAndHidesSecret(t *testing.T) {
 	f := newFixture(t)
 	const secret = "do-not-log-me"
 	f.reg.byID["argon"].hash = []byte("$argon2id$broken")
-	_, err := f.reg.Authenticate("argon", secret)
+	_, err := f.reg.Authenticate("argon", secret, nil)
 	if err == nil || errors.Is(err, ErrInvalidClient) {
 		t.Fatalf("a broken stored hash gave %v, want an internal error", err)
 	}
@@ -296,10 +296,10 @@ func TestConcurrentAuthenticate(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			id := []string{"plain", "bcrypt", "argon"}[i%3]
-			if _, err := f.reg.Authenticate(id, f.secrets[id]); err != nil {
+			if _, err := f.reg.Authenticate(id, f.secrets[id], nil); err != nil {
 				failures.Add(1)
 			}
-			if _, err := f.reg.Authenticate(id, "wrong"); !errors.Is(err, ErrInvalidClient) {
+			if _, err := f.reg.Authenticate(id, "wrong", nil); !errors.Is(err, ErrInvalidClient) {
 				failures.Add(1)
 			}
 		}()
@@ -495,7 +495,7 @@ func FuzzAuthenticate(f *testing.F) {
 	}
 	want := map[string]string{"plain": oddSecret, "bcrypt": "bcrypt-" + oddSecret}
 	f.Fuzz(func(t *testing.T, id, secret string) {
-		cfg, err := reg.Authenticate(id, secret)
+		cfg, err := reg.Authenticate(id, secret, nil)
 		if s, ok := want[id]; ok && s == secret {
 			if err != nil || cfg.ClientID != id {
 				t.Fatalf("Authenticate(%q, right secret) = %v, %v", id, cfg, err)

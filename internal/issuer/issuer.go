@@ -126,8 +126,8 @@ func New(ctx context.Context, name string, cfg *Config, storage certmagic.Storag
 const sweepInterval = time.Hour
 
 // Start runs the background work: key reload and rotation, reading other
-// instances' revocations, and the sweep of expired refresh tokens and
-// revocations.
+// instances' revocations, and the sweep of expired refresh tokens,
+// revocations, remembered secret checks and throttle entries.
 func (i *Issuer) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	i.cancel = cancel
@@ -137,7 +137,13 @@ func (i *Issuer) Start() {
 			i.logger.Error("reading revocations", zap.Error(err))
 		}
 	})
-	i.every(ctx, time.Minute, i.Clients.DeleteExpired)
+	i.every(ctx, time.Minute, func() {
+		i.Clients.DeleteExpired()
+		// Throttle entries leave memory when their window ends, not only
+		// when the map is full.
+		i.ClientFailures.Sweep()
+		i.AddressFailures.Sweep()
+	})
 	i.every(ctx, sweepInterval, func() {
 		if n, err := i.Refresh.Sweep(ctx); err != nil {
 			i.logger.Error("sweeping expired refresh tokens", zap.Error(err))

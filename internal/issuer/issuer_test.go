@@ -380,10 +380,10 @@ func TestEnvPlaceholdersReplaced(t *testing.T) {
 	if cfg.Clients[0].Secret != "{env.TOKENGATE_TEST_SECRET}" || cfg.Issuer != "https://{env.TOKENGATE_TEST_HOST}" {
 		t.Fatalf("New modified the given config: %+v", cfg)
 	}
-	if _, err := iss.Clients.Authenticate("reports", secret); err != nil {
+	if _, err := iss.Clients.Authenticate("reports", secret, nil); err != nil {
 		t.Fatalf("the env secret does not authenticate: %v", err)
 	}
-	if _, err := iss.Clients.Authenticate("reports", "{env.TOKENGATE_TEST_SECRET}"); err == nil {
+	if _, err := iss.Clients.Authenticate("reports", "{env.TOKENGATE_TEST_SECRET}", nil); err == nil {
 		t.Fatal("the placeholder text authenticates")
 	}
 	if StoragePrefix(iss.Config.Issuer) != iss.Refresh.Prefix {

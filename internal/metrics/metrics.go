@@ -47,6 +47,20 @@ var (
 		Help: "Cache lookups by cache and result (hit, miss).",
 	}, []string{"cache", "result"})
 
+	// PasswordHashes counts client secret checks against a password hash:
+	// "run", or "busy" when none of the hash slots freed in time.
+	PasswordHashes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Name: "password_hashes_total",
+		Help: "Client secret checks against a password hash, by result (run, busy).",
+	}, []string{"result"})
+
+	// PasswordHashesInFlight is the number of password hashes running now;
+	// it never exceeds the number of hash slots (one per CPU).
+	PasswordHashesInFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: ns, Name: "password_hashes_in_flight",
+		Help: "Password hashes running now (at most one per CPU).",
+	})
+
 	// Duration is the time spent in the issuer (token endpoint) and the
 	// validator (bearer_auth), excluding the rest of the request.
 	Duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -62,7 +76,7 @@ func Register(reg *prometheus.Registry) {
 	if reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{TokenRequests, TokensIssued, Validations, Revocations, CacheLookups, Duration} {
+	for _, c := range []prometheus.Collector{TokenRequests, TokensIssued, Validations, Revocations, CacheLookups, PasswordHashes, PasswordHashesInFlight, Duration} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -96,3 +96,7 @@ func StopNow(t testing.TB) {
 		t.Fatalf("stopping caddy: %v", err)
 	}
 }
+
+// RaceEnabled reports whether the tests run with the race detector, which
+// makes everything several times slower: timing figures mean little then.
+const RaceEnabled = raceEnabled

@@ -1,10 +1,16 @@
-// Package throttle counts failed client authentications in fixed windows,
+// Package throttle counts client authentication attempts in fixed windows,
 // so the token, revocation and introspection endpoints can refuse a
 // guesser before paying for the password hash it wants to trigger.
 //
+// An attempt is counted before its secret is checked (Take) and given back
+// when the check succeeds (GiveBack, Reset): counting only failures, after
+// the check, let every request of a concurrent burst through, since none of
+// them had failed yet when the others were let in.
+//
 // It is a small map with an injectable clock rather than go-cache, because
 // the tests must move time, and because its size must stay bounded under a
-// flood of distinct keys.
+// flood of distinct keys. Expired entries are removed by Sweep, which the
+// issuer runs on its ticker, and when the map is full.
 package throttle
 
 import (
@@ -12,7 +18,8 @@ import (
 	"time"
 )
 
-// Limiter allows Max failures per key in each Window.
+// Limiter allows Max attempts per key in each Window, not counting those
+// given back.
 type Limiter struct {
 	Max    int
 	Window time.Duration
@@ -42,19 +49,22 @@ func (l *Limiter) now() time.Time {
 	return time.Now()
 }
 
-// Blocked reports whether key has used up its failures in the current
-// window, and how long until the window ends.
+// Blocked reports whether key has used up its attempts in the current
+// window, and how long until the window ends. It counts nothing.
 func (l *Limiter) Blocked(key string) (time.Duration, bool) {
 	if l == nil || l.Max <= 0 {
 		return 0, false
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.blocked(key, l.now())
+}
+
+func (l *Limiter) blocked(key string, now time.Time) (time.Duration, bool) {
 	e, ok := l.entries[key]
 	if !ok {
 		return 0, false
 	}
-	now := l.now()
 	if !now.Before(e.reset) {
 		delete(l.entries, key)
 		return 0, false
@@ -65,20 +75,26 @@ func (l *Limiter) Blocked(key string) (time.Duration, bool) {
 	return e.reset.Sub(now), true
 }
 
-// Fail counts one failure of key.
-func (l *Limiter) Fail(key string) {
+// Take counts one attempt of key, unless key has used up its attempts in
+// the current window: then it counts nothing and returns how long until
+// the window ends. Check and count are one step, so concurrent callers
+// cannot all pass.
+func (l *Limiter) Take(key string) (time.Duration, bool) {
 	if l == nil || l.Max <= 0 {
-		return
+		return 0, true
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
+	if wait, blocked := l.blocked(key, now); blocked {
+		return wait, false
+	}
 	if l.entries == nil {
 		l.entries = make(map[string]*entry)
 	}
-	if e, ok := l.entries[key]; ok && now.Before(e.reset) {
+	if e, ok := l.entries[key]; ok {
 		e.count++
-		return
+		return 0, true
 	}
 	max := l.MaxKeys
 	if max <= 0 {
@@ -87,13 +103,27 @@ func (l *Limiter) Fail(key string) {
 	if len(l.entries) >= max {
 		l.sweep(now)
 		if len(l.entries) >= max {
-			return
+			return 0, true
 		}
 	}
 	l.entries[key] = &entry{count: 1, reset: now.Add(l.Window)}
+	return 0, true
 }
 
-// Reset forgets key's failures.
+// GiveBack uncounts an attempt counted by Take that turned out not to be
+// a failure.
+func (l *Limiter) GiveBack(key string) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e, ok := l.entries[key]; ok && e.count > 0 {
+		e.count--
+	}
+}
+
+// Reset forgets key's attempts.
 func (l *Limiter) Reset(key string) {
 	if l == nil {
 		return
@@ -103,11 +133,14 @@ func (l *Limiter) Reset(key string) {
 	l.mu.Unlock()
 }
 
-// Len is the number of tracked keys.
-func (l *Limiter) Len() int {
+// Sweep removes the entries whose window has ended.
+func (l *Limiter) Sweep() {
+	if l == nil {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.entries)
+	l.sweep(l.now())
 }
 
 func (l *Limiter) sweep(now time.Time) {

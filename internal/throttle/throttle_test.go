@@ -2,6 +2,8 @@ package throttle
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,16 +14,18 @@ func TestWindow(t *testing.T) {
 	c := testclock.New(time.Unix(1000, 0))
 	l := &Limiter{Max: 3, Window: time.Minute, Now: c.Now}
 	for i := 0; i < 3; i++ {
-		if _, b := l.Blocked("k"); b {
-			t.Fatalf("blocked after %d failures", i)
+		if _, ok := l.Take("k"); !ok {
+			t.Fatalf("refused after %d attempts", i)
 		}
-		l.Fail("k")
 	}
-	wait, b := l.Blocked("k")
-	if !b || wait != time.Minute {
-		t.Fatalf("after 3 failures: blocked=%v wait=%v", b, wait)
+	wait, ok := l.Take("k")
+	if ok || wait != time.Minute {
+		t.Fatalf("after 3 attempts: ok=%v wait=%v", ok, wait)
 	}
-	if _, b := l.Blocked("other"); b {
+	if _, b := l.Blocked("k"); !b {
+		t.Fatal("Blocked disagrees with Take")
+	}
+	if _, ok := l.Take("other"); !ok {
 		t.Fatal("another key is blocked")
 	}
 	c.Advance(40 * time.Second)
@@ -32,21 +36,54 @@ func TestWindow(t *testing.T) {
 	if _, b := l.Blocked("k"); b {
 		t.Fatal("still blocked after the window")
 	}
-	l.Fail("k")
+	l.Take("k")
 	if _, b := l.Blocked("k"); b {
 		t.Fatal("a new window started full")
 	}
 }
 
-func TestReset(t *testing.T) {
+func TestGiveBackAndReset(t *testing.T) {
 	l := &Limiter{Max: 1, Window: time.Minute}
-	l.Fail("k")
+	l.Take("k")
 	if _, b := l.Blocked("k"); !b {
 		t.Fatal("not blocked")
+	}
+	l.GiveBack("k")
+	if _, ok := l.Take("k"); !ok {
+		t.Fatal("blocked after GiveBack")
 	}
 	l.Reset("k")
 	if _, b := l.Blocked("k"); b {
 		t.Fatal("blocked after Reset")
+	}
+	l.GiveBack("absent") // no entry: nothing to give back, no panic
+	if l.Len() != 0 {
+		t.Fatalf("GiveBack made an entry")
+	}
+}
+
+// TestConcurrentTakesCountEachAttempt: of many attempts made at once, no
+// more than Max pass (the review's concurrent burst got through a
+// check-then-count limiter whole).
+func TestConcurrentTakesCountEachAttempt(t *testing.T) {
+	l := &Limiter{Max: 5, Window: time.Minute}
+	var passed atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if _, ok := l.Take("k"); ok {
+				passed.Add(1)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if n := passed.Load(); n != 5 {
+		t.Fatalf("%d of 200 concurrent attempts passed, want Max = 5", n)
 	}
 }
 
@@ -54,7 +91,9 @@ func TestBoundedKeys(t *testing.T) {
 	c := testclock.New(time.Unix(1000, 0))
 	l := &Limiter{Max: 1, Window: time.Minute, MaxKeys: 10, Now: c.Now}
 	for i := 0; i < 100; i++ {
-		l.Fail(fmt.Sprint(i))
+		if _, ok := l.Take(fmt.Sprint(i)); !ok {
+			t.Fatalf("new key %d refused", i)
+		}
 	}
 	if n := l.Len(); n != 10 {
 		t.Fatalf("tracked %d keys, want the bound 10", n)
@@ -64,20 +103,45 @@ func TestBoundedKeys(t *testing.T) {
 	}
 	// Expired entries make room again.
 	c.Advance(time.Minute)
-	l.Fail("new")
+	l.Take("new")
 	if _, b := l.Blocked("new"); !b {
 		t.Fatal("no room made by expired entries")
 	}
 }
 
+// TestSweepFreesExpiredEntries: entries leave memory when their window
+// ends, not only once the map is full.
+func TestSweepFreesExpiredEntries(t *testing.T) {
+	c := testclock.New(time.Unix(1000, 0))
+	l := &Limiter{Max: 3, Window: time.Minute, Now: c.Now}
+	for i := range 50 {
+		l.Take(fmt.Sprint(i))
+	}
+	c.Advance(30 * time.Second)
+	l.Take("late")
+	l.Sweep()
+	if n := l.Len(); n != 51 {
+		t.Fatalf("mid-window sweep left %d keys, want 51", n)
+	}
+	c.Advance(30 * time.Second)
+	l.Sweep()
+	if n := l.Len(); n != 1 {
+		t.Fatalf("sweep after the window left %d keys, want 1 (the later one)", n)
+	}
+}
+
 func TestDisabled(t *testing.T) {
 	var nilL *Limiter
-	nilL.Fail("k")
+	if _, ok := nilL.Take("k"); !ok {
+		t.Fatal("nil limiter refuses")
+	}
+	nilL.GiveBack("k")
+	nilL.Sweep()
 	if _, b := nilL.Blocked("k"); b {
 		t.Fatal("nil limiter blocks")
 	}
 	l := &Limiter{Max: 0, Window: time.Minute}
-	l.Fail("k")
+	l.Take("k")
 	if _, b := l.Blocked("k"); b {
 		t.Fatal("Max 0 blocks")
 	}
