@@ -331,6 +331,7 @@ func TestValidate(t *testing.T) {
 		{"id with NUL", Config{ClientID: "a\x00b", Secret: sx}, "must not contain"},
 		{"id with leading space", Config{ClientID: " a", Secret: sx}, "surrounding spaces"},
 		{"id with trailing tab", Config{ClientID: "a\t", Secret: sx}, "surrounding spaces"},
+		{"id longer than MaxIDLength", Config{ClientID: strings.Repeat("a", MaxIDLength+1), Secret: sx}, "longer than 256 bytes"},
 		{"secret and hash", Config{ClientID: "a", Secret: sx, SecretHash: goodBcrypt}, "mutually exclusive"},
 		{"neither secret nor hash", Config{ClientID: "a"}, "one of secret or secret_hash is required"},
 		{"malformed bcrypt", Config{ClientID: "a", SecretHash: "$2a$10$tooshort"}, "malformed bcrypt hash"},
