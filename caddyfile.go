@@ -26,6 +26,7 @@ func init() {
 //			signing_alg   ES256|EdDSA|RS256|PS256
 //			token_ttl     <duration>
 //			refresh_ttl   <duration>
+//			refresh_reuse_interval <duration>|off
 //			key_rotation  <duration>
 //			revocation_sync <duration>
 //			signing_key   <pem file>
@@ -118,6 +119,20 @@ func unmarshalIssuer(d *caddyfile.Dispenser) (*issuer.Config, error) {
 			if err := durationArg(d, &cfg.RefreshTTL); err != nil {
 				return nil, err
 			}
+		case "refresh_reuse_interval":
+			var v string
+			if err := oneArg(d, &v); err != nil {
+				return nil, err
+			}
+			if v == "off" {
+				cfg.RefreshReuseInterval = -1
+				break
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur <= 0 {
+				return nil, d.Errf("refresh_reuse_interval: %q is neither a positive duration nor off", v)
+			}
+			cfg.RefreshReuseInterval = caddy.Duration(dur)
 		case "key_rotation":
 			if err := durationArg(d, &cfg.KeyRotation); err != nil {
 				return nil, err

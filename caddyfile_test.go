@@ -31,6 +31,7 @@ func TestParseIssuerOption(t *testing.T) {
 		signing_alg EdDSA
 		token_ttl 15m
 		refresh_ttl 48h
+		refresh_reuse_interval 2s
 		key_rotation 168h
 		client reports {
 			secret {env.REPORTS_SECRET}
@@ -47,7 +48,7 @@ func TestParseIssuerOption(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := json.Marshal(app)
-	want := `{"issuers":{"default":{"issuer":"https://auth.example.com","signing_alg":"EdDSA","token_ttl":900000000000,"refresh_ttl":172800000000000,"key_rotation":604800000000000,` +
+	want := `{"issuers":{"default":{"issuer":"https://auth.example.com","signing_alg":"EdDSA","token_ttl":900000000000,"refresh_ttl":172800000000000,"refresh_reuse_interval":2000000000,"key_rotation":604800000000000,` +
 		`"clients":[{"client_id":"reports","secret":"{env.REPORTS_SECRET}","scopes":["reports:read","reports:write"],"audience":["reports-api"],"grant_types":["client_credentials","refresh_token"],"token_ttl":300000000000},` +
 		`{"client_id":"billing","secret_hash":"$2a$14$X3ulqf/iGxnf1k6oMZ.RZeJUoqI9PX2PM4rS5lkIKJXduLGXGPrt6"}]}}}`
 	if string(got) != want {
@@ -118,6 +119,8 @@ func TestParseIssuerOptionErrors(t *testing.T) {
 		"secret twice":        {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n secret t\n }\n}", "secret given more than once", 5},
 		"issuer two args":     {"oauth_issuer {\n issuer https://a https://b\n" + client + "}", "wrong argument count", 2},
 		"two names":           {"oauth_issuer a b {\n issuer https://a\n" + client + "}", "wrong argument count", 1},
+		"bad reuse interval":  {"oauth_issuer {\n issuer https://a\n refresh_reuse_interval never\n" + client + "}", `refresh_reuse_interval: "never" is neither a positive duration nor off`, 3},
+		"zero reuse interval": {"oauth_issuer {\n issuer https://a\n refresh_reuse_interval 0s\n" + client + "}", "neither a positive duration nor off", 3},
 		"scopes without args": {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n scopes\n }\n}", "wrong argument count", 5},
 	}
 	for name, tc := range cases {

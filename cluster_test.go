@@ -42,13 +42,14 @@ type instance struct {
 	proc *testcaddy.Process
 }
 
-func clusterConfig(port int, storage, upstreamURL string) string {
+func clusterConfig(port int, storage, upstreamURL string, issuerLines ...string) string {
 	return fmt.Sprintf(`{
 	admin off
 	%s
 	oauth_issuer {
 		issuer http://tokengate.test
 		revocation_sync 1s
+		%s
 		client svc {
 			secret svc-secret
 			scopes read
@@ -69,17 +70,22 @@ func clusterConfig(port int, storage, upstreamURL string) string {
 		}
 	}
 }
-`, testcaddy.Storage(storage), port, strings.TrimPrefix(upstreamURL, "http://"))
+`, testcaddy.Storage(storage), strings.Join(issuerLines, "\n\t\t"), port, strings.TrimPrefix(upstreamURL, "http://"))
 }
 
 // startCluster starts one instance per port on one storage directory, all
 // at the same moment (so they race to make the first signing key).
 func startCluster(t *testing.T, storage, upstreamURL string, ports ...int) []*instance {
+	return startClusterWith(t, storage, upstreamURL, nil, ports...)
+}
+
+// startClusterWith starts a cluster whose issuer has these extra lines.
+func startClusterWith(t *testing.T, storage, upstreamURL string, issuerLines []string, ports ...int) []*instance {
 	t.Helper()
 	testcaddy.Binary(t)
 	var out []*instance
 	for _, p := range ports {
-		in := &instance{base: fmt.Sprintf("http://localhost:%d", p), cfg: clusterConfig(p, storage, upstreamURL)}
+		in := &instance{base: fmt.Sprintf("http://localhost:%d", p), cfg: clusterConfig(p, storage, upstreamURL, issuerLines...)}
 		in.proc = testcaddy.SpawnProcess(t, in.cfg)
 		out = append(out, in)
 	}
@@ -213,43 +219,76 @@ func TestTwoInstancesAreOneIssuer(t *testing.T) {
 }
 
 // TestConcurrentRefreshOneWinner sends the same refresh token to two
-// instances at the same moment, many times: exactly one request wins each
-// time.
+// instances at the same moment, many times: the family gets exactly one new
+// state each time. With the reuse interval off exactly one request wins and
+// the other is a reuse; with the default interval both get the same answer
+// (the one new refresh token), which then works at either instance.
 func TestConcurrentRefreshOneWinner(t *testing.T) {
-	storage := t.TempDir()
-	up := newUpstream(t)
-	ins := startCluster(t, storage, up.URL, 9393, 9394)
-	const rounds = 16
-	tokens := make([]string, rounds)
-	for i := range tokens {
-		_, tokens[i] = ins[i%2].token(t)
-	}
-	wins := make([]atomic.Int32, rounds)
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range rounds {
-		for _, in := range ins {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				status, body := httpDo(t, http.MethodPost, in.base+"/oauth/token", "grant_type=refresh_token&refresh_token="+tokens[i], "Authorization", svcBasic)
-				switch {
-				case status == 200:
-					wins[i].Add(1)
-				case status == 400 && strings.Contains(string(body), `"invalid_grant"`):
-				default:
-					t.Errorf("round %d at %s: %d %s", i, in.base, status, body)
+	for _, tc := range []struct {
+		name  string
+		lines []string
+		ports []int
+	}{
+		{"reuse interval off", []string{"refresh_reuse_interval off"}, []int{9393, 9394}},
+		{"default reuse interval", nil, []int{9397, 9398}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newUpstream(t)
+			ins := startClusterWith(t, t.TempDir(), up.URL, tc.lines, tc.ports...)
+			const rounds = 16
+			tokens := make([]string, rounds)
+			for i := range tokens {
+				_, tokens[i] = ins[i%2].token(t)
+			}
+			var mu sync.Mutex
+			answers := make([]map[string]int, rounds) // new refresh token -> 200 answers with it
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i := range rounds {
+				answers[i] = map[string]int{}
+				for _, in := range ins {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						<-start
+						status, body := httpDo(t, http.MethodPost, in.base+"/oauth/token", "grant_type=refresh_token&refresh_token="+tokens[i], "Authorization", svcBasic)
+						var ans struct {
+							RefreshToken string `json:"refresh_token"`
+						}
+						switch {
+						case status == 200 && json.Unmarshal(body, &ans) == nil && ans.RefreshToken != "":
+							mu.Lock()
+							answers[i][ans.RefreshToken]++
+							mu.Unlock()
+						case status == 400 && strings.Contains(string(body), `"invalid_grant"`) && tc.lines != nil:
+						default:
+							t.Errorf("round %d at %s: %d %s", i, in.base, status, body)
+						}
+					}()
 				}
-			}()
-		}
-	}
-	close(start)
-	wg.Wait()
-	for i := range wins {
-		if n := wins[i].Load(); n != 1 {
-			t.Errorf("round %d: %d winners, want exactly 1", i, n)
-		}
+			}
+			close(start)
+			wg.Wait()
+			for i, a := range answers {
+				if len(a) != 1 {
+					t.Errorf("round %d: %d distinct new refresh tokens, want exactly 1: %v", i, len(a), a)
+					continue
+				}
+				for next, n := range a {
+					switch {
+					case tc.lines != nil && n != 1:
+						t.Errorf("round %d: %d winners, want exactly 1", i, n)
+					case tc.lines == nil && n != 2:
+						t.Errorf("round %d: %d of 2 retries within the interval got the answer", i, n)
+					}
+					// The loser's reuse revoked the family; a retry's did not.
+					status, _ := httpDo(t, http.MethodPost, ins[(i+1)%2].base+"/oauth/token", "grant_type=refresh_token&refresh_token="+next, "Authorization", svcBasic)
+					if want := map[bool]int{true: 400, false: 200}[tc.lines != nil]; status != want {
+						t.Errorf("round %d: the new refresh token answered %d, want %d", i, status, want)
+					}
+				}
+			}
+		})
 	}
 }
 

@@ -44,6 +44,8 @@ func TestMetrics(t *testing.T) {
 	%s
 	oauth_issuer {
 		issuer %s
+		# The immediate second redemption below is a reuse, not a retry.
+		refresh_reuse_interval off
 		client demo-client {
 			secret demo-secret
 			audience legacy-api

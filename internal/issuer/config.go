@@ -10,6 +10,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/clients"
 	"github.com/tokengate/tokengate/internal/keys"
+	"github.com/tokengate/tokengate/internal/refresh"
 	"github.com/tokengate/tokengate/internal/revocation"
 )
 
@@ -41,6 +42,14 @@ type Config struct {
 	// RefreshTTL is the lifetime of a refresh token; each redemption issues
 	// a new one with a fresh lifetime. Default: 24h.
 	RefreshTTL caddy.Duration `json:"refresh_ttl,omitempty"`
+
+	// RefreshReuseInterval is how long after a refresh token's redemption a
+	// retry with the same token gets the same answer (the same new refresh
+	// token, a new access token) instead of revoking the token's family as
+	// a reuse: a client whose answer was lost is not an attacker. A
+	// negative value (`off` in the Caddyfile) turns it off: then every
+	// reuse revokes the family. Default: 5s.
+	RefreshReuseInterval caddy.Duration `json:"refresh_reuse_interval,omitempty"`
 
 	// KeyRotation is how long a generated signing key signs before a new one
 	// takes over. The new key is published ahead of use (half the interval,
@@ -140,6 +149,9 @@ func (c Config) resolve(repl *caddy.Replacer) (*Config, error) {
 	}
 	if out.RevocationSync == 0 {
 		out.RevocationSync = caddy.Duration(revocation.DefaultSyncInterval)
+	}
+	if out.RefreshReuseInterval == 0 {
+		out.RefreshReuseInterval = caddy.Duration(refresh.DefaultReuseInterval)
 	}
 	if out.KeyRotation == 0 {
 		out.KeyRotation = caddy.Duration(DefaultKeyRotation)

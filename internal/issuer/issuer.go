@@ -110,10 +110,19 @@ func New(ctx context.Context, name string, cfg *Config, storage certmagic.Storag
 	if err := iss.Keys.Load(ctx); err != nil {
 		return nil, fmt.Errorf("loading signing keys: %v", err)
 	}
-	iss.Refresh = &refresh.Store{Storage: storage, Prefix: prefix, Now: now, Logger: logger}
 	iss.Revocations = revocation.New(revocation.Config{Storage: storage, Prefix: prefix, Now: now, Logger: logger})
-	iss.Refresh.RevokeAccess = func(ctx context.Context, ref refresh.AccessRef) error {
-		return iss.Revocations.Revoke(ctx, ref.JTI, ref.Expires)
+	iss.Refresh, err = refresh.New(ctx, refresh.Config{
+		Storage:       storage,
+		Prefix:        prefix,
+		ReuseInterval: max(0, time.Duration(rc.RefreshReuseInterval)),
+		RevokeAccess: func(ctx context.Context, ref refresh.AccessRef) error {
+			return iss.Revocations.Revoke(ctx, ref.JTI, ref.Expires)
+		},
+		Now:    now,
+		Logger: logger,
+	})
+	if err != nil {
+		return nil, err
 	}
 	if err := iss.Revocations.Sync(ctx); err != nil {
 		return nil, err

@@ -368,7 +368,8 @@ func TestEnvPlaceholdersReplaced(t *testing.T) {
 	cfg := baseConfig()
 	cfg.Issuer = "https://{env.TOKENGATE_TEST_HOST}"
 	cfg.Clients[0].Secret = "{env.TOKENGATE_TEST_SECRET}"
-	iss, _ := newIssuer(t, cfg, &certmagic.FileStorage{Path: t.TempDir()})
+	st := &certmagic.FileStorage{Path: t.TempDir()}
+	iss, _ := newIssuer(t, cfg, st)
 
 	if iss.Config.Issuer != "https://auth.example.org" {
 		t.Fatalf("issuer = %q, want the placeholder replaced", iss.Config.Issuer)
@@ -386,8 +387,9 @@ func TestEnvPlaceholdersReplaced(t *testing.T) {
 	if _, err := iss.Clients.Authenticate("reports", "{env.TOKENGATE_TEST_SECRET}", nil); err == nil {
 		t.Fatal("the placeholder text authenticates")
 	}
-	if StoragePrefix(iss.Config.Issuer) != iss.Refresh.Prefix {
-		t.Fatalf("refresh prefix %q is not that of the resolved issuer", iss.Refresh.Prefix)
+	// The refresh token key lives under the resolved issuer's prefix.
+	if keys, err := st.List(context.Background(), StoragePrefix(iss.Config.Issuer)+"/refresh_keys", false); err != nil || len(keys) != 1 {
+		t.Fatalf("refresh token keys under the resolved issuer's prefix: %v (%v)", keys, err)
 	}
 }
 

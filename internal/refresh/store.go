@@ -1,18 +1,51 @@
-// Package refresh stores refresh tokens in Caddy's storage, so that every
-// instance on that storage can redeem them and each is redeemed at most once.
+// Package refresh issues, rotates and revokes refresh tokens so that every
+// instance sharing the issuer's state can redeem them, each generation at
+// most once, and so that issuing one writes nothing.
 //
-// A token is kept only as the SHA-256 of its value. Every redemption rotates
-// it: the old token is marked redeemed and a new one of the same family is
-// issued. Presenting a redeemed token again revokes its whole family
-// (RFC 9700 §4.14.2): whoever holds the newest token loses it too, since the
-// server cannot tell the thief from the client.
+// # A token carries what it stands for
+//
+// A refresh token is its family id (random), its generation in the family,
+// the client, the grant (scopes, audiences), its lifetime and, for a
+// family's first token, the access token issued with it, all under an
+// HMAC-SHA-256 with a key kept in storage (mackey.go, made once under the
+// storage lock like the signing keys, named by a kid in every token).
+// Issuing one is a MAC: nothing is written, so a million outstanding
+// refresh tokens cost no storage and no memory anywhere.
+//
+// # A family's record is written when something happens to it
+//
+// A family gets a record (state.Family) at its first redemption or
+// revocation; the record holds the generation of its current token. A
+// redemption is one compare-and-set of that record (state.Families.Update,
+// under the storage lock of the family on Caddy's storage): a token of the
+// current generation advances the family and gets the next generation's
+// token; a token of an earlier one is a reuse, and revokes the whole family
+// (RFC 9700 §4.14.2): whoever holds the newest token loses it too, since
+// the server cannot tell the thief from the client. A token whose family
+// has no record is of generation 0, never redeemed, so reuse is detected
+// although nothing was stored when it was issued.
+//
+// # Retries within the reuse interval
+//
+// A client whose answer was lost retries with the same token. Within
+// ReuseInterval of the redemption it gets the same answer again: the same
+// successor token (derived, not stored: the successor's fields are the
+// family, the next generation, the time of the redemption and the grant, so
+// its MAC comes out the same) and a newly minted access token. After the
+// interval the retry is a reuse and revokes the family. This also settles
+// two instances redeeming one token at the same moment: both answer with
+// the one successor, and the family has one new state.
+//
+// # Old tokens
+//
+// Refresh tokens of the earlier format (random, stored by hash at issuance,
+// legacy.go) are redeemed, revoked and introspected as before; their
+// successors are tokens of this format, in the same family.
 package refresh
 
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -22,6 +55,8 @@ import (
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
+
+	"github.com/tokengate/tokengate/internal/state"
 )
 
 // Grant is what a refresh token stands for.
@@ -31,214 +66,219 @@ type Grant struct {
 	Audience []string `json:"audience,omitempty"`
 }
 
-type record struct {
-	Grant
-	Family   string     `json:"family"`
-	Issued   time.Time  `json:"issued"`
-	Expires  time.Time  `json:"expires"`
-	Redeemed *time.Time `json:"redeemed,omitempty"`
-}
-
-type family struct {
-	ClientID string     `json:"client_id"`
-	Expires  time.Time  `json:"expires"`
-	Revoked  *time.Time `json:"revoked,omitempty"`
-	// Access lists the unexpired access tokens issued with the family's
-	// refresh tokens, so revoking the family revokes them too (RFC 7009 §2.1).
-	Access []AccessRef `json:"access,omitempty"`
-}
-
 // AccessRef names an access token issued together with a refresh token.
-type AccessRef struct {
-	JTI     string    `json:"jti"`
-	Expires time.Time `json:"exp"`
-}
+type AccessRef = state.AccessRef
 
 // Errors of Redeem. Both are answered with invalid_grant.
 var (
 	// ErrInvalid: unknown, malformed, expired, revoked, or another client's token.
 	ErrInvalid = errors.New("refresh token is invalid, expired or revoked")
-	// ErrReused: the token was already redeemed; its family is now revoked.
+	// ErrReused: the token was already used; its family is now revoked.
 	ErrReused = errors.New("refresh token was already used; its family is revoked")
 )
-
-// Store keeps refresh tokens under Prefix in Storage.
-type Store struct {
-	Storage certmagic.Storage
-	Prefix  string
-	Now     func() time.Time
-	Logger  *zap.Logger
-	// RevokeAccess, when set, is called for each unexpired access token of
-	// a family being revoked.
-	RevokeAccess func(ctx context.Context, ref AccessRef) error
-}
 
 // ErrForeign is returned by RevokeFamily for another client's token.
 var ErrForeign = errors.New("refresh token belongs to another client")
 
-const tokenBytes = 32
+// DefaultReuseInterval is how long a retry of a redeemed refresh token gets
+// the same answer rather than revoking the family.
+const DefaultReuseInterval = 5 * time.Second
 
-var tokenLen = base64.RawURLEncoding.EncodedLen(tokenBytes)
-
-func (s *Store) recordKey(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return s.Prefix + "/refresh/" + hex.EncodeToString(sum[:])
+// Config is what a Store needs.
+type Config struct {
+	Storage certmagic.Storage
+	// Prefix is the storage key prefix of the issuer owning the tokens.
+	Prefix string
+	// Families holds the family records. Default: Caddy's storage
+	// (Storage, Prefix), under the storage lock of each family.
+	Families state.Families
+	// ReuseInterval: a retry of a redeemed token within it gets the same
+	// answer. Zero: every reuse revokes the family.
+	ReuseInterval time.Duration
+	// RevokeAccess, when set, is called for each unexpired access token of
+	// a family being revoked.
+	RevokeAccess func(ctx context.Context, ref AccessRef) error
+	Now          func() time.Time
+	Logger       *zap.Logger
 }
 
-func (s *Store) familyKey(id string) string { return s.Prefix + "/refresh_families/" + id }
+// Store issues and redeems the refresh tokens of one issuer.
+type Store struct {
+	cfg      Config
+	families state.Families
+	legacy   *storageFamilies // where tokens of the old format live
 
-// lockName is kept apart from the data keys, as some storage modules keep
-// locks and data in one namespace.
-func (s *Store) lockName(id string) string { return s.Prefix + "/locks/refresh_family_" + id }
+	keys    map[uint32]*macKey
+	current *macKey
+}
 
-func (s *Store) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
+// New makes a Store and loads (or makes) its MAC key from storage.
+func New(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
-	return time.Now()
-}
-
-func (s *Store) logger() *zap.Logger {
-	if s.Logger != nil {
-		return s.Logger
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
 	}
-	return zap.NewNop()
+	if cfg.Storage == nil {
+		return nil, errors.New("no storage for refresh tokens")
+	}
+	s := &Store{cfg: cfg, families: cfg.Families}
+	s.legacy = &storageFamilies{storage: cfg.Storage, prefix: cfg.Prefix, logger: cfg.Logger}
+	if s.families == nil {
+		s.families = s.legacy
+	}
+	if err := s.loadKeys(ctx); err != nil {
+		return nil, fmt.Errorf("loading refresh token keys: %v", err)
+	}
+	return s, nil
 }
 
-// Issue makes the first refresh token of a new family; access names the
-// access tokens issued with it.
-func (s *Store) Issue(ctx context.Context, g Grant, ttl time.Duration, access ...AccessRef) (string, error) {
-	fam := make([]byte, 16)
-	if _, err := rand.Read(fam); err != nil {
+// Issue makes the first refresh token of a new family, valid for ttl;
+// access names the access token issued with it. It writes nothing.
+func (s *Store) Issue(_ context.Context, g Grant, ttl time.Duration, access ...AccessRef) (string, error) {
+	c := claims{grant: g}
+	if _, err := rand.Read(c.family[:]); err != nil {
 		return "", err
 	}
-	famID := hex.EncodeToString(fam)
-	exp := s.now().Add(ttl)
-	if err := s.storeJSON(ctx, s.familyKey(famID), family{ClientID: g.ClientID, Expires: exp, Access: access}); err != nil {
-		return "", err
+	now := s.cfg.Now()
+	c.issued, c.expires = now.Unix(), now.Add(ttl).Unix()
+	if len(access) > 0 {
+		c.access = access[0]
 	}
-	return s.issueIn(ctx, famID, g, exp)
+	return c.encode(s.current), nil
 }
 
-func (s *Store) issueIn(ctx context.Context, famID string, g Grant, exp time.Time) (string, error) {
-	b := make([]byte, tokenBytes)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
+// parse checks a token of this format: its MAC, and that it is unexpired.
+func (s *Store) parse(token string) (*claims, error) {
+	c, err := decode(token, s.keyFor)
+	if err != nil || s.cfg.Now().Unix() >= c.expires {
+		return nil, ErrInvalid
 	}
-	token := base64.RawURLEncoding.EncodeToString(b)
-	rec := record{Grant: g, Family: famID, Issued: s.now(), Expires: exp}
-	if err := s.storeJSON(ctx, s.recordKey(token), rec); err != nil {
-		return "", err
-	}
-	return token, nil
+	return c, nil
 }
+
+// outcome is what a redemption did to a family.
+type outcome int
+
+const (
+	advanced outcome = iota + 1 // the token's generation was current
+	retried                     // the previous generation, within the reuse interval
+	reused                      // an earlier generation: the family is revoked
+)
 
 // Redeem exchanges a refresh token of clientID for its grant and a new
 // refresh token valid for ttl. mint, when not nil, vets the grant and
 // mints the access token before anything changes: its error is returned as
 // is and the token stays unredeemed (a request asking for too wide a scope
 // must not cost the client its refresh token); the access token it names
-// joins the family, to be revoked with it. Redeem holds the storage lock of
-// the token's family, so that of two instances redeeming the same token at
-// the same moment exactly one succeeds (and the other revokes the family).
+// joins the family, to be revoked with it.
 func (s *Store) Redeem(ctx context.Context, token, clientID string, ttl time.Duration, mint func(Grant) (AccessRef, error)) (Grant, string, error) {
-	rec, unlock, err := s.lockRecord(ctx, token, clientID, ErrInvalid)
-	if err != nil {
-		return Grant{}, "", err
+	if isLegacy(token) {
+		return s.redeemLegacy(ctx, token, clientID, ttl, mint)
 	}
-	defer unlock()
-	// Read again under the lock: the first read may predate a redemption.
-	found, err := s.loadJSON(ctx, s.recordKey(token), &rec)
-	if err != nil || !found {
-		return Grant{}, "", errOr(err, ErrInvalid)
-	}
-	var fam family
-	if found, err = s.loadJSON(ctx, s.familyKey(rec.Family), &fam); err != nil || !found {
-		return Grant{}, "", errOr(err, ErrInvalid)
-	}
-	now := s.now()
-	if fam.Revoked != nil || fam.ClientID != clientID {
+	c, err := s.parse(token)
+	if err != nil || c.grant.ClientID != clientID {
 		return Grant{}, "", ErrInvalid
 	}
-	if rec.Redeemed != nil {
-		if err := s.revoke(ctx, rec.Family, &fam); err != nil {
-			return Grant{}, "", err
+	famID := hex.EncodeToString(c.family[:])
+	var (
+		ref    AccessRef
+		minted bool
+		out    outcome
+		final  state.Family
+	)
+	err = s.families.Update(ctx, famID, func(rec state.Family, found bool) (state.Family, bool, error) {
+		now := s.cfg.Now()
+		if !found {
+			rec = state.Family{ClientID: c.grant.ClientID, Expires: time.Unix(c.expires, 0)}
+			if c.access.JTI != "" {
+				rec.Access = []AccessRef{c.access}
+			}
 		}
-		s.logger().Info("refresh token reused; family revoked", zap.String("client_id", clientID), zap.String("family", rec.Family))
-		return Grant{}, "", ErrReused
-	}
-	if !now.Before(rec.Expires) {
-		return Grant{}, "", ErrInvalid
-	}
-	var ref AccessRef
-	if mint != nil {
-		if ref, err = mint(rec.Grant); err != nil {
-			return Grant{}, "", err
+		if rec.Revoked != nil || rec.ClientID != clientID {
+			return rec, false, ErrInvalid
 		}
-	}
-	exp := now.Add(ttl)
-	// Store the successor before marking this one redeemed: a crash between
-	// the two leaves the old token usable, never the client without one.
-	next, err := s.issueIn(ctx, rec.Family, rec.Grant, exp)
-	if err != nil {
+		switch {
+		case c.generation == rec.Generation:
+			out = advanced
+			rec.Generation++
+			rec.Rotated = now
+			rec.Expires = maxTime(rec.Expires, now.Add(ttl))
+		case c.generation+1 == rec.Generation && now.Sub(rec.Rotated) < s.cfg.ReuseInterval:
+			out = retried
+		case c.generation < rec.Generation:
+			out = reused
+			rec.Revoked = &now
+			final = rec
+			return rec, true, nil
+		default:
+			// Ahead of its family: the record was lost or rolled back.
+			return rec, false, ErrInvalid
+		}
+		if !minted && mint != nil {
+			var err error
+			if ref, err = mint(c.grant); err != nil {
+				return rec, false, err
+			}
+			minted = true
+		}
+		rec.Access = withAccess(rec.Access, ref, now)
+		final = rec
+		return rec, true, nil
+	})
+	if err := s.settle(ctx, err, out, final, clientID, famID); err != nil {
 		return Grant{}, "", err
 	}
-	rec.Redeemed = &now
-	if err := s.storeJSON(ctx, s.recordKey(token), rec); err != nil {
-		return Grant{}, "", err
+	if out == retried {
+		s.cfg.Logger.Info("refresh token retried within the reuse interval; same answer", zap.String("client_id", clientID), zap.String("family", famID))
 	}
-	fam.Expires = maxTime(fam.Expires, exp)
-	fam.Access = live(fam.Access, now)
-	if ref.JTI != "" {
-		fam.Access = append(fam.Access, ref)
-	}
-	if err := s.storeJSON(ctx, s.familyKey(rec.Family), fam); err != nil {
-		return Grant{}, "", err
-	}
-	return rec.Grant, next, nil
+	return c.grant, s.successor(c.family, c.grant, final, ttl), nil
 }
 
-// lockRecord reads a token's record, checks it is clientID's (else
-// returns mismatch) and takes its family's lock.
-func (s *Store) lockRecord(ctx context.Context, token, clientID string, mismatch error) (record, func(), error) {
-	var rec record
-	if len(token) != tokenLen {
-		return rec, nil, ErrInvalid
-	}
-	if _, err := base64.RawURLEncoding.DecodeString(token); err != nil {
-		return rec, nil, ErrInvalid
-	}
-	found, err := s.loadJSON(ctx, s.recordKey(token), &rec)
-	if err != nil || !found {
-		return rec, nil, errOr(err, ErrInvalid)
-	}
-	if rec.ClientID != clientID {
-		return rec, nil, mismatch
-	}
-	lock := s.lockName(rec.Family)
-	if err := s.Storage.Lock(ctx, lock); err != nil {
-		return rec, nil, fmt.Errorf("locking refresh token family: %v", err)
-	}
-	return rec, func() {
-		if err := s.Storage.Unlock(context.WithoutCancel(ctx), lock); err != nil {
-			s.logger().Error("unlocking refresh token family", zap.Error(err))
-		}
-	}, nil
-}
-
-// revoke marks a family revoked and revokes its unexpired access tokens.
-// The caller holds the family's lock.
-func (s *Store) revoke(ctx context.Context, famID string, fam *family) error {
-	now := s.now()
-	fam.Revoked = &now
-	if err := s.storeJSON(ctx, s.familyKey(famID), fam); err != nil {
+// settle finishes a redemption whose Update returned err: a reuse revokes
+// the family's access tokens and is ErrReused; an unreadable record is
+// ErrInvalid.
+func (s *Store) settle(ctx context.Context, err error, out outcome, final state.Family, clientID, famID string) error {
+	switch {
+	case errors.Is(err, errCorrupt):
+		return ErrInvalid
+	case err != nil:
 		return err
-	}
-	if s.RevokeAccess == nil {
+	case out != reused:
 		return nil
 	}
-	for _, ref := range live(fam.Access, now) {
-		if err := s.RevokeAccess(ctx, ref); err != nil {
+	if err := s.revokeAccess(ctx, final); err != nil {
+		return err
+	}
+	s.cfg.Logger.Info("refresh token reused; family revoked", zap.String("client_id", clientID), zap.String("family", famID))
+	return ErrReused
+}
+
+// withAccess drops the expired access tokens of a family and adds ref.
+func withAccess(refs []AccessRef, ref AccessRef, now time.Time) []AccessRef {
+	refs = live(refs, now)
+	if ref.JTI != "" {
+		refs = append(refs, ref)
+	}
+	return refs
+}
+
+// successor is the token of a family's current generation, made at its
+// rotation: every field comes from the record and the grant, so a retry
+// gets the same token.
+func (s *Store) successor(family [16]byte, g Grant, rec state.Family, ttl time.Duration) string {
+	c := claims{family: family, generation: rec.Generation, grant: g, issued: rec.Rotated.Unix(), expires: rec.Rotated.Add(ttl).Unix()}
+	return c.encode(s.current)
+}
+
+// revokeAccess revokes the unexpired access tokens of a revoked family.
+func (s *Store) revokeAccess(ctx context.Context, rec state.Family) error {
+	if s.cfg.RevokeAccess == nil {
+		return nil
+	}
+	for _, ref := range live(rec.Access, s.cfg.Now()) {
+		if err := s.cfg.RevokeAccess(ctx, ref); err != nil {
 			return fmt.Errorf("revoking access tokens of a refresh token family: %v", err)
 		}
 	}
@@ -248,25 +288,58 @@ func (s *Store) revoke(ctx context.Context, famID string, fam *family) error {
 // RevokeFamily revokes the family of clientID's refresh token (RFC 7009):
 // every refresh token of it, and the access tokens issued with them. An
 // unknown, malformed or expired token is ErrInvalid; another client's
-// token is ErrForeign.
+// token is ErrForeign. A family never redeemed gets its record now.
 func (s *Store) RevokeFamily(ctx context.Context, token, clientID string) error {
-	rec, unlock, err := s.lockRecord(ctx, token, clientID, ErrForeign)
+	if isLegacy(token) {
+		return s.revokeLegacy(ctx, token, clientID)
+	}
+	c, err := s.parse(token)
 	if err != nil {
+		return ErrInvalid
+	}
+	if c.grant.ClientID != clientID {
+		return ErrForeign
+	}
+	fresh := state.Family{ClientID: c.grant.ClientID, Expires: time.Unix(c.expires, 0)}
+	if c.access.JTI != "" {
+		fresh.Access = []AccessRef{c.access}
+	}
+	return s.revokeFamily(ctx, s.families, hex.EncodeToString(c.family[:]), clientID, &fresh)
+}
+
+// revokeFamily marks a family revoked and revokes its access tokens. A
+// family without a record gets fresh, or is ErrInvalid when fresh is nil.
+func (s *Store) revokeFamily(ctx context.Context, fams state.Families, famID, clientID string, fresh *state.Family) error {
+	var final state.Family
+	revoked := false
+	err := fams.Update(ctx, famID, func(rec state.Family, found bool) (state.Family, bool, error) {
+		switch {
+		case !found && fresh == nil:
+			return rec, false, ErrInvalid
+		case !found:
+			rec = *fresh
+		}
+		if rec.ClientID != clientID {
+			return rec, false, ErrForeign
+		}
+		if rec.Revoked != nil {
+			return rec, false, nil
+		}
+		now := s.cfg.Now()
+		rec.Revoked = &now
+		final, revoked = rec, true
+		return rec, true, nil
+	})
+	if errors.Is(err, errCorrupt) {
+		return ErrInvalid
+	}
+	if err != nil || !revoked {
 		return err
 	}
-	defer unlock()
-	var fam family
-	found, err := s.loadJSON(ctx, s.familyKey(rec.Family), &fam)
-	if err != nil || !found {
-		return errOr(err, ErrInvalid)
-	}
-	if fam.Revoked != nil {
-		return nil
-	}
-	if err := s.revoke(ctx, rec.Family, &fam); err != nil {
+	if err := s.revokeAccess(ctx, final); err != nil {
 		return err
 	}
-	s.logger().Info("refresh token family revoked", zap.String("client_id", clientID), zap.String("family", rec.Family))
+	s.cfg.Logger.Info("refresh token family revoked", zap.String("client_id", clientID), zap.String("family", famID))
 	return nil
 }
 
@@ -277,25 +350,29 @@ type Info struct {
 	Expires time.Time
 }
 
-// Lookup returns what an active refresh token stands for: not expired, not
-// yet redeemed, its family not revoked. Anything else is ErrInvalid.
+// Lookup returns what an active refresh token stands for: authentic, not
+// expired, of its family's current generation, the family not revoked.
+// Anything else is ErrInvalid.
 func (s *Store) Lookup(ctx context.Context, token string) (Info, error) {
-	if len(token) != tokenLen {
+	if isLegacy(token) {
+		return s.lookupLegacy(ctx, token)
+	}
+	c, err := s.parse(token)
+	if err != nil {
 		return Info{}, ErrInvalid
 	}
-	var rec record
-	found, err := s.loadJSON(ctx, s.recordKey(token), &rec)
-	if err != nil || !found {
-		return Info{}, errOr(err, ErrInvalid)
-	}
-	var fam family
-	if found, err = s.loadJSON(ctx, s.familyKey(rec.Family), &fam); err != nil || !found {
-		return Info{}, errOr(err, ErrInvalid)
-	}
-	if rec.Redeemed != nil || fam.Revoked != nil || !s.now().Before(rec.Expires) || fam.ClientID != rec.ClientID {
+	rec, found, err := s.families.Load(ctx, hex.EncodeToString(c.family[:]))
+	switch {
+	case errors.Is(err, errCorrupt):
+		return Info{}, ErrInvalid
+	case err != nil:
+		return Info{}, err
+	case found && (rec.Revoked != nil || rec.Generation != c.generation || rec.ClientID != c.grant.ClientID):
+		return Info{}, ErrInvalid
+	case !found && c.generation != 0:
 		return Info{}, ErrInvalid
 	}
-	return Info{Grant: rec.Grant, Issued: rec.Issued, Expires: rec.Expires}, nil
+	return Info{Grant: c.grant, Issued: time.Unix(c.issued, 0), Expires: time.Unix(c.expires, 0)}, nil
 }
 
 // live drops the access tokens that expired before now.
@@ -316,13 +393,15 @@ func maxTime(a, b time.Time) time.Time {
 	return b
 }
 
-// Sweep deletes records whose token and family have expired. Redeemed
-// records are kept until their own expiry so that a reuse is still detected.
+// Sweep deletes the family records and old-format token records that have
+// expired. Only families that were redeemed or revoked have records; a
+// redeemed old-format record is kept until its own expiry so that its
+// reuse is still detected.
 func (s *Store) Sweep(ctx context.Context) (int, error) {
-	now := s.now()
+	now := s.cfg.Now()
 	deleted := 0
-	for _, dir := range []string{s.Prefix + "/refresh", s.Prefix + "/refresh_families"} {
-		keys, err := s.Storage.List(ctx, dir, false)
+	for _, dir := range []string{s.cfg.Prefix + "/refresh", s.cfg.Prefix + "/refresh_families"} {
+		keys, err := s.cfg.Storage.List(ctx, dir, false)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -333,14 +412,14 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 			var v struct {
 				Expires time.Time `json:"expires"`
 			}
-			found, err := s.loadJSON(ctx, k, &v)
+			found, err := loadJSON(ctx, s.cfg.Storage, s.cfg.Logger, k, &v)
 			if err != nil || !found {
 				// A corrupt record is refused on redemption and left for an
 				// operator to look at rather than silently deleted.
 				continue
 			}
 			if now.After(v.Expires) {
-				if err := s.Storage.Delete(ctx, k); err == nil {
+				if err := s.cfg.Storage.Delete(ctx, k); err == nil {
 					deleted++
 				}
 			}
@@ -349,21 +428,25 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 	return deleted, nil
 }
 
-func (s *Store) storeJSON(ctx context.Context, key string, v any) error {
+func storeJSON(ctx context.Context, st certmagic.Storage, key string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	if err := s.Storage.Store(ctx, key, data); err != nil {
+	if err := st.Store(ctx, key, data); err != nil {
 		return fmt.Errorf("storing refresh token state: %v", err)
 	}
 	return nil
 }
 
+func (s *Store) storeJSON(ctx context.Context, key string, v any) error {
+	return storeJSON(ctx, s.cfg.Storage, key, v)
+}
+
 // loadJSON reads key into v; a missing key is (false, nil). Corrupt content
-// is an error, so the token is refused rather than guessed at.
-func (s *Store) loadJSON(ctx context.Context, key string, v any) (bool, error) {
-	data, err := s.Storage.Load(ctx, key)
+// is errCorrupt, so the token is refused rather than guessed at.
+func loadJSON(ctx context.Context, st certmagic.Storage, logger *zap.Logger, key string, v any) (bool, error) {
+	data, err := st.Load(ctx, key)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
@@ -371,15 +454,12 @@ func (s *Store) loadJSON(ctx context.Context, key string, v any) (bool, error) {
 		return false, fmt.Errorf("loading refresh token state: %v", err)
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		s.logger().Error("corrupt refresh token record; refusing it", zap.String("key", key), zap.Error(err))
-		return false, nil
+		logger.Error("corrupt refresh token record; refusing it", zap.String("key", key), zap.Error(err))
+		return false, errCorrupt
 	}
 	return true, nil
 }
 
-func errOr(err, fallback error) error {
-	if err != nil {
-		return err
-	}
-	return fallback
+func (s *Store) loadJSON(ctx context.Context, key string, v any) (bool, error) {
+	return loadJSON(ctx, s.cfg.Storage, s.cfg.Logger, key, v)
 }

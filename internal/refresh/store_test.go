@@ -2,17 +2,24 @@ package refresh
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"reflect"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/tokengate/tokengate/internal/state"
 	"github.com/tokengate/tokengate/internal/testclock"
 )
 
@@ -25,15 +32,48 @@ func newClock() *fakeClock {
 
 const prefix = "tokengate/issuers/test"
 
-func newStore(dir string, clock *fakeClock) *Store {
-	return &Store{Storage: &certmagic.FileStorage{Path: dir}, Prefix: prefix, Now: clock.Now}
+// revoked records the access tokens a Store revokes with a family.
+type revoked struct {
+	mu   sync.Mutex
+	jtis []string
+}
+
+func (r *revoked) revoke(_ context.Context, ref AccessRef) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.jtis = append(r.jtis, ref.JTI)
+	return nil
+}
+
+func (r *revoked) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Clone(r.jtis)
+	sort.Strings(out)
+	return out
+}
+
+func newStoreOn(t testing.TB, st certmagic.Storage, clock *fakeClock, reuse time.Duration) (*Store, *revoked) {
+	t.Helper()
+	rv := &revoked{}
+	s, err := New(context.Background(), Config{Storage: st, Prefix: prefix, Now: clock.Now, ReuseInterval: reuse, RevokeAccess: rv.revoke})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return s, rv
+}
+
+// newStore is a Store with no reuse interval: every reuse revokes.
+func newStore(t testing.TB, dir string, clock *fakeClock) *Store {
+	s, _ := newStoreOn(t, &certmagic.FileStorage{Path: dir}, clock, 0)
+	return s
 }
 
 var grant = Grant{ClientID: "reports", Scopes: []string{"read", "write"}, Audience: []string{"https://api.example.com"}}
 
-func issue(t *testing.T, s *Store, g Grant, ttl time.Duration) string {
+func issue(t testing.TB, s *Store, g Grant, ttl time.Duration, access ...AccessRef) string {
 	t.Helper()
-	tok, err := s.Issue(context.Background(), g, ttl)
+	tok, err := s.Issue(context.Background(), g, ttl, access...)
 	if err != nil {
 		t.Fatalf("Issue: %v", err)
 	}
@@ -47,6 +87,11 @@ func redeem(t *testing.T, s *Store, token, clientID string, ttl time.Duration) (
 		t.Fatalf("Redeem: %v", err)
 	}
 	return g, next
+}
+
+// mintJTI is a mint that names each access token it makes.
+func mintJTI(jti string, exp time.Time) func(Grant) (AccessRef, error) {
+	return func(Grant) (AccessRef, error) { return AccessRef{JTI: jti, Expires: exp}, nil }
 }
 
 func wantErr(t *testing.T, s *Store, token, clientID string, want error) {
@@ -64,26 +109,37 @@ func listAll(t *testing.T, s *Store) []string {
 	t.Helper()
 	var all []string
 	for _, dir := range []string{prefix + "/refresh", prefix + "/refresh_families"} {
-		keys, err := s.Storage.List(context.Background(), dir, false)
-		if err != nil {
+		keys, err := s.cfg.Storage.List(context.Background(), dir, false)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			t.Fatalf("listing %s: %v", dir, err)
 		}
 		all = append(all, keys...)
 	}
+	sort.Strings(all)
 	return all
+}
+
+// family reads the record of a token's family.
+func family(t *testing.T, s *Store, token string) (state.Family, bool) {
+	t.Helper()
+	c, err := decode(token, s.keyFor)
+	if err != nil {
+		t.Fatalf("decoding a token: %v", err)
+	}
+	rec, found, err := s.families.Load(context.Background(), hex.EncodeToString(c.family[:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec, found
 }
 
 func TestIssueAndRedeemRotates(t *testing.T) {
 	clock := newClock()
-	s := newStore(t.TempDir(), clock)
+	s := newStore(t, t.TempDir(), clock)
 	tok := issue(t, s, grant, time.Hour)
-	if len(tok) != tokenLen {
-		t.Fatalf("token %q has length %d, want %d", tok, len(tok), tokenLen)
+	if !strings.HasPrefix(tok, tokenPrefix) || len(tok) > 300 {
+		t.Fatalf("token %q: want the %q format, a few hundred characters at most", tok, tokenPrefix)
 	}
-	if raw, err := base64.RawURLEncoding.DecodeString(tok); err != nil || len(raw) != tokenBytes {
-		t.Fatalf("token is not %d bytes of base64url: %v", tokenBytes, err)
-	}
-
 	seen := map[string]bool{tok: true}
 	cur := tok
 	for i := range 3 {
@@ -95,13 +151,15 @@ func TestIssueAndRedeemRotates(t *testing.T) {
 		if next == "" || seen[next] {
 			t.Fatalf("redemption %d gave token %q, want a new one", i, next)
 		}
+		if rec, _ := family(t, s, next); rec.Generation != uint64(i+1) {
+			t.Fatalf("after redemption %d the family is at generation %d", i, rec.Generation)
+		}
 		seen[next] = true
 		cur = next
 	}
-
-	// Only hashes are stored: no file holds a token.
+	// No storage record holds a token.
 	for _, key := range listAll(t, s) {
-		data, err := s.Storage.Load(context.Background(), key)
+		data, err := s.cfg.Storage.Load(context.Background(), key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,40 +171,138 @@ func TestIssueAndRedeemRotates(t *testing.T) {
 	}
 }
 
-func TestReuseRevokesFamily(t *testing.T) {
-	clock := newClock()
-	s := newStore(t.TempDir(), clock)
-	old := issue(t, s, grant, time.Hour)
-	_, next := redeem(t, s, old, grant.ClientID, time.Hour)
-	_, newest := redeem(t, s, next, grant.ClientID, time.Hour)
+// counting counts every storage call after it is armed.
+type counting struct {
+	certmagic.Storage
+	calls atomic.Int64
+}
 
-	// An unrelated family of the same client is not affected.
-	other := issue(t, s, grant, time.Hour)
+func (c *counting) Store(ctx context.Context, k string, v []byte) error {
+	c.calls.Add(1)
+	return c.Storage.Store(ctx, k, v)
+}
+
+func (c *counting) Load(ctx context.Context, k string) ([]byte, error) {
+	c.calls.Add(1)
+	return c.Storage.Load(ctx, k)
+}
+
+func (c *counting) List(ctx context.Context, p string, r bool) ([]string, error) {
+	c.calls.Add(1)
+	return c.Storage.List(ctx, p, r)
+}
+
+func (c *counting) Lock(ctx context.Context, name string) error {
+	c.calls.Add(1)
+	return c.Storage.Lock(ctx, name)
+}
+
+// Issuing costs no storage at all: outstanding refresh tokens cost nothing.
+func TestIssueTouchesNoStorage(t *testing.T) {
+	cs := &counting{Storage: &certmagic.FileStorage{Path: t.TempDir()}}
+	s, _ := newStoreOn(t, cs, newClock(), 0)
+	cs.calls.Store(0)
+	tokens := make([]string, 10_000)
+	for i := range tokens {
+		tokens[i] = issue(t, s, grant, time.Hour, AccessRef{JTI: fmt.Sprint("jti-", i), Expires: time.Now().Add(time.Hour)})
+	}
+	if n := cs.calls.Load(); n != 0 {
+		t.Fatalf("issuing 10,000 refresh tokens made %d storage calls, want 0", n)
+	}
+	// And each of them works.
+	redeem(t, s, tokens[9_999], grant.ClientID, time.Hour)
+}
+
+// A reuse is detected, and revokes the family with its access tokens,
+// although nothing was written when the reused token was issued.
+func TestReuseOfNeverStoredTokenRevokesFamily(t *testing.T) {
+	clock := newClock()
+	s, rv := newStoreOn(t, &certmagic.FileStorage{Path: t.TempDir()}, clock, 0)
+	exp := clock.Now().Add(time.Hour)
+	old := issue(t, s, grant, time.Hour, AccessRef{JTI: "at-0", Expires: exp})
+	if got := listAll(t, s); len(got) != 0 {
+		t.Fatalf("issuing stored %v", got)
+	}
+	_, next, err := s.Redeem(context.Background(), old, grant.ClientID, time.Hour, mintJTI("at-1", exp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, newest, err := s.Redeem(context.Background(), next, grant.ClientID, time.Hour, mintJTI("at-2", exp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := issue(t, s, grant, time.Hour) // an unrelated family of the same client
 
 	wantErr(t, s, old, grant.ClientID, ErrReused)
+	if got, want := rv.list(), []string{"at-0", "at-1", "at-2"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("revoked access tokens %v, want %v", got, want)
+	}
 	// The whole family is dead, the newest token included.
 	wantErr(t, s, newest, grant.ClientID, ErrInvalid)
 	wantErr(t, s, next, grant.ClientID, ErrInvalid)
 	wantErr(t, s, old, grant.ClientID, ErrInvalid)
-
 	if _, _, err := s.Redeem(context.Background(), other, grant.ClientID, time.Hour, nil); err != nil {
 		t.Fatalf("another family was revoked too: %v", err)
 	}
 }
 
+// Within the reuse interval a retry gets the same answer; after it, the
+// retry is a reuse.
+func TestRetryWithinReuseInterval(t *testing.T) {
+	clock := newClock()
+	const interval = 5 * time.Second
+	s, rv := newStoreOn(t, &certmagic.FileStorage{Path: t.TempDir()}, clock, interval)
+	exp := clock.Now().Add(time.Hour)
+	t0 := issue(t, s, grant, time.Hour)
+	_, t1, err := s.Redeem(context.Background(), t0, grant.ClientID, time.Hour, mintJTI("at-1", exp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(interval - time.Second)
+	minted := false
+	g, again, err := s.Redeem(context.Background(), t0, grant.ClientID, time.Hour, func(Grant) (AccessRef, error) {
+		minted = true
+		return AccessRef{JTI: "at-1-retry", Expires: exp}, nil
+	})
+	if err != nil || again != t1 || !reflect.DeepEqual(g, grant) || !minted {
+		t.Fatalf("retry within the interval: %v, same token %v, minted %v", err, again == t1, minted)
+	}
+	if rec, _ := family(t, s, t1); rec.Generation != 1 || len(rec.Access) != 2 {
+		t.Fatalf("after a retry the family is at generation %d with %d access tokens, want 1 and 2", rec.Generation, len(rec.Access))
+	}
+	// The family goes on from the one successor.
+	_, t2 := redeem(t, s, t1, grant.ClientID, time.Hour)
+	// A retry of t1 past the interval is a reuse.
+	clock.Advance(interval)
+	wantErr(t, s, t1, grant.ClientID, ErrReused)
+	wantErr(t, s, t2, grant.ClientID, ErrInvalid)
+	if got := rv.list(); !slices.Contains(got, "at-1-retry") || !slices.Contains(got, "at-1") {
+		t.Fatalf("revoked access tokens %v, want the retry's too", got)
+	}
+
+	// Two generations back is a reuse even within the interval.
+	u0 := issue(t, s, grant, time.Hour)
+	_, u1 := redeem(t, s, u0, grant.ClientID, time.Hour)
+	redeem(t, s, u1, grant.ClientID, time.Hour)
+	wantErr(t, s, u0, grant.ClientID, ErrReused)
+}
+
 func TestAnotherClientsToken(t *testing.T) {
-	s := newStore(t.TempDir(), newClock())
+	s := newStore(t, t.TempDir(), newClock())
 	tok := issue(t, s, grant, time.Hour)
 	wantErr(t, s, tok, "intruder", ErrInvalid)
 	wantErr(t, s, tok, "", ErrInvalid)
 	wantErr(t, s, tok, strings.ToUpper(grant.ClientID), ErrInvalid)
-	// The attempt costs the owner nothing.
+	if err := s.RevokeFamily(context.Background(), tok, "intruder"); !errors.Is(err, ErrForeign) {
+		t.Fatalf("revoking another client's token: %v, want ErrForeign", err)
+	}
+	// The attempts cost the owner nothing.
 	redeem(t, s, tok, grant.ClientID, time.Hour)
 }
 
 func TestExpiry(t *testing.T) {
 	clock := newClock()
-	s := newStore(t.TempDir(), clock)
+	s := newStore(t, t.TempDir(), clock)
 	const ttl = time.Hour
 
 	expired := issue(t, s, grant, ttl)
@@ -154,65 +310,76 @@ func TestExpiry(t *testing.T) {
 	wantErr(t, s, expired, grant.ClientID, ErrInvalid)
 
 	live := issue(t, s, grant, ttl)
-	clock.Advance(ttl - time.Nanosecond)
+	clock.Advance(ttl - time.Second)
 	_, next := redeem(t, s, live, grant.ClientID, ttl)
 	// The successor has a fresh lifetime from its redemption.
-	clock.Advance(ttl - time.Nanosecond)
+	clock.Advance(ttl - time.Second)
 	_, next2 := redeem(t, s, next, grant.ClientID, ttl)
 	clock.Advance(ttl)
 	wantErr(t, s, next2, grant.ClientID, ErrInvalid)
 }
 
 func TestMalformedTokens(t *testing.T) {
-	s := newStore(t.TempDir(), newClock())
+	dir := t.TempDir()
+	s := newStore(t, dir, newClock())
 	real := issue(t, s, grant, time.Hour)
+	body := strings.TrimPrefix(real, tokenPrefix)
+	raw, _ := base64.RawURLEncoding.DecodeString(body)
+	tamper := func(i int) string {
+		b := slices.Clone(raw)
+		b[i] ^= 1
+		return tokenPrefix + base64.RawURLEncoding.EncodeToString(b)
+	}
 	tests := []struct {
 		name  string
 		token string
 	}{
 		{"empty", ""},
 		{"short", "abc"},
-		{"one short", real[:tokenLen-1]},
+		{"prefix only", tokenPrefix},
+		{"one short", real[:len(real)-1]},
 		{"one long", real + "A"},
 		{"padded", real + "="},
+		{"other version", "tgr2_" + body},
+		{"no prefix", body},
 		{"path traversal", "../../x"},
-		{"path traversal of token length", "../../" + strings.Repeat("a", tokenLen-6)},
-		{"slashes", strings.Repeat("/", tokenLen)},
-		{"std base64 chars", strings.Repeat("+", tokenLen)},
-		{"non-base64", strings.Repeat("!", tokenLen)},
-		{"NUL bytes", strings.Repeat("\x00", tokenLen)},
-		{"non-ascii", strings.Repeat("é", tokenLen/2) + "a"},
-		{"newline in token", real[:tokenLen-1] + "\n"},
-		{"well-formed unknown", strings.Repeat("A", tokenLen)},
-		{"real with one char changed", flip(real)},
+		{"NUL bytes", tokenPrefix + strings.Repeat("\x00", 60)},
+		{"non-ascii", tokenPrefix + strings.Repeat("é", 40)},
+		{"newline", real + "\n"},
+		{"huge", tokenPrefix + strings.Repeat("A", 10_000)},
+		{"old format, unknown", strings.Repeat("A", legacyTokenLen)},
+		{"version byte flipped", tamper(0)},
+		{"kid flipped", tamper(2)},
+		{"family flipped", tamper(8)},
+		{"client flipped", tamper(len(raw) - macLen - 30)},
+		{"mac flipped", tamper(len(raw) - 1)},
+		{"mac cut", tokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:len(raw)-1])},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			wantErr(t, s, tt.token, grant.ClientID, ErrInvalid)
+			if _, err := s.Lookup(context.Background(), tt.token); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Lookup: %v", err)
+			}
 		})
 	}
+	// A token of another issuer's key is refused.
+	other := newStore(t, t.TempDir(), newClock())
+	wantErr(t, s, issue(t, other, grant, time.Hour), grant.ClientID, ErrInvalid)
 	// None of this hurt the real token.
 	redeem(t, s, real, grant.ClientID, time.Hour)
 }
 
-func flip(tok string) string {
-	b := []byte(tok)
-	if b[0] == 'A' {
-		b[0] = 'B'
-	} else {
-		b[0] = 'A'
-	}
-	return string(b)
-}
-
 func TestCheckVetoesWithoutRotating(t *testing.T) {
-	s := newStore(t.TempDir(), newClock())
+	s := newStore(t, t.TempDir(), newClock())
 	tok := issue(t, s, grant, time.Hour)
+	_, next0 := redeem(t, s, tok, grant.ClientID, time.Hour)
 	before := listAll(t, s)
+	rec0, _ := family(t, s, next0)
 
 	errTooWide := errors.New("scope too wide")
 	var got Grant
-	g, next, err := s.Redeem(context.Background(), tok, grant.ClientID, time.Hour, func(g Grant) (AccessRef, error) {
+	g, next, err := s.Redeem(context.Background(), next0, grant.ClientID, time.Hour, func(g Grant) (AccessRef, error) {
 		got = g
 		return AccessRef{}, errTooWide
 	})
@@ -225,201 +392,278 @@ func TestCheckVetoesWithoutRotating(t *testing.T) {
 	if !reflect.DeepEqual(got, grant) {
 		t.Fatalf("check saw grant %+v, want %+v", got, grant)
 	}
-	if after := listAll(t, s); !reflect.DeepEqual(before, after) {
-		t.Fatalf("a vetoed Redeem changed storage: %v -> %v", before, after)
+	if rec, _ := family(t, s, next0); !reflect.DeepEqual(rec, rec0) || !reflect.DeepEqual(before, listAll(t, s)) {
+		t.Fatalf("a vetoed Redeem changed the family: %+v -> %+v", rec0, rec)
+	}
+	// A vetoed first redemption writes nothing either.
+	fresh := issue(t, s, grant, time.Hour)
+	if _, _, err := s.Redeem(context.Background(), fresh, grant.ClientID, time.Hour, func(Grant) (AccessRef, error) { return AccessRef{}, errTooWide }); !errors.Is(err, errTooWide) {
+		t.Fatal(err)
+	}
+	if _, found := family(t, s, fresh); found {
+		t.Fatal("a vetoed first redemption wrote the family")
 	}
 	// Still redeemable, once, and no reuse was recorded.
-	called := false
-	_, next, err = s.Redeem(context.Background(), tok, grant.ClientID, time.Hour, func(Grant) (AccessRef, error) { called = true; return AccessRef{}, nil })
-	if err != nil || !called {
-		t.Fatalf("Redeem after a veto: %v (check called %v)", err, called)
-	}
-	redeem(t, s, next, grant.ClientID, time.Hour)
+	redeem(t, s, next0, grant.ClientID, time.Hour)
+	redeem(t, s, fresh, grant.ClientID, time.Hour)
 }
 
-// Two instances on one storage redeem the same token at the same moment:
-// exactly one gets a new token, the other sees a reuse. Races run in
-// parallel batches because FileStorage's lock polls once a second.
-// meetingStorage makes each instance's second read of the token's record
-// (the one meant to be under the family lock) wait for the other instance
-// to get there too: without the lock both would then read an unredeemed
-// record, so a missing lock fails this test every time rather than by luck.
-func TestConcurrentRedeemOneWinner(t *testing.T) {
-	const batches, perBatch = 5, 8
-	dir := t.TempDir()
+// Revoking a family that was never redeemed writes its record then, and
+// revokes the access token issued with its first token.
+func TestRevokeNeverRedeemedFamily(t *testing.T) {
 	clock := newClock()
-	plain := newStore(dir, clock) // for checks outside the races
-	meet := &rendezvous{meetings: map[string]*meeting{}}
-	instances := make([]*Store, 2)
-	for i := range instances {
-		instances[i] = newStore(dir, clock)
-		instances[i].Storage = &meetingStorage{Storage: instances[i].Storage, meet: meet, loads: map[string]int{}}
+	s, rv := newStoreOn(t, &certmagic.FileStorage{Path: t.TempDir()}, clock, time.Minute)
+	tok := issue(t, s, grant, time.Hour, AccessRef{JTI: "at-0", Expires: clock.Now().Add(time.Hour)})
+	if _, err := s.Lookup(context.Background(), tok); err != nil {
+		t.Fatalf("Lookup of a live token: %v", err)
 	}
-	start := time.Now()
-	for b := range batches {
-		tokens := make([]string, perBatch)
-		for i := range tokens {
-			tokens[i] = issue(t, plain, grant, time.Hour)
-		}
-		type result struct {
-			next string
-			err  error
-		}
-		results := make([][2]result, perBatch)
-		go1 := make(chan struct{})
-		var wg sync.WaitGroup
-		for i, tok := range tokens {
-			for n, inst := range instances {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-go1
-					_, next, err := inst.Redeem(context.Background(), tok, grant.ClientID, time.Hour, nil)
-					results[i][n] = result{next, err}
-				}()
+	if err := s.RevokeFamily(context.Background(), tok, grant.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	if rec, found := family(t, s, tok); !found || rec.Revoked == nil {
+		t.Fatalf("family after revocation: %+v %v", rec, found)
+	}
+	if got := rv.list(); !reflect.DeepEqual(got, []string{"at-0"}) {
+		t.Fatalf("revoked access tokens %v, want at-0", got)
+	}
+	wantErr(t, s, tok, grant.ClientID, ErrInvalid)
+	if _, err := s.Lookup(context.Background(), tok); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Lookup of a revoked token: %v", err)
+	}
+	// Again: nothing more to do.
+	if err := s.RevokeFamily(context.Background(), tok, grant.ClientID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLookupFollowsGenerations(t *testing.T) {
+	s := newStore(t, t.TempDir(), newClock())
+	ctx := context.Background()
+	t0 := issue(t, s, grant, time.Hour)
+	_, t1 := redeem(t, s, t0, grant.ClientID, time.Hour)
+	if _, err := s.Lookup(ctx, t0); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a redeemed token is active: %v", err)
+	}
+	info, err := s.Lookup(ctx, t1)
+	if err != nil || !reflect.DeepEqual(info.Grant, grant) {
+		t.Fatalf("the current token: %+v %v", info, err)
+	}
+}
+
+// Two instances on one storage redeem the same token at the same moment.
+// Without a reuse interval exactly one gets a new token, the other sees a
+// reuse; with one, both get the same new token. Either way the family has
+// exactly one new state. meetingStorage makes each instance's read of the
+// family record wait for the other instance to get there too: without the
+// family lock both would read the same state, so a missing lock fails
+// this test every time rather than by luck.
+func TestConcurrentRedeemOneNewState(t *testing.T) {
+	for _, reuse := range []time.Duration{0, 5 * time.Second} {
+		t.Run(fmt.Sprint("reuse interval ", reuse), func(t *testing.T) {
+			const batches, perBatch = 3, 8
+			dir := t.TempDir()
+			clock := newClock()
+			plain, _ := newStoreOn(t, &certmagic.FileStorage{Path: dir}, clock, reuse)
+			meet := &rendezvous{meetings: map[string]*meeting{}}
+			instances := make([]*Store, 2)
+			for i := range instances {
+				ms := &meetingStorage{Storage: &certmagic.FileStorage{Path: dir}, meet: meet, loads: map[string]int{}}
+				instances[i], _ = newStoreOn(t, ms, clock, reuse)
 			}
-		}
-		close(go1)
-		wg.Wait()
-		for i, r := range results {
-			winners := 0
-			var winner string
-			for _, x := range r {
-				switch {
-				case x.err == nil:
-					winners++
-					winner = x.next
-				case !errors.Is(x.err, ErrReused):
-					t.Fatalf("batch %d race %d: loser error %v, want ErrReused", b, i, x.err)
+			for b := range batches {
+				tokens := make([]string, perBatch)
+				for i := range tokens {
+					tokens[i] = issue(t, plain, grant, time.Hour)
+				}
+				type result struct {
+					next string
+					err  error
+				}
+				results := make([][2]result, perBatch)
+				start := make(chan struct{})
+				var wg sync.WaitGroup
+				for i, tok := range tokens {
+					for n, inst := range instances {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							<-start
+							_, next, err := inst.Redeem(context.Background(), tok, grant.ClientID, time.Hour, nil)
+							results[i][n] = result{next, err}
+						}()
+					}
+				}
+				close(start)
+				wg.Wait()
+				for i, r := range results {
+					answers := map[string]bool{}
+					for _, x := range r {
+						switch {
+						case x.err == nil:
+							answers[x.next] = true
+						case reuse > 0 || !errors.Is(x.err, ErrReused):
+							t.Fatalf("batch %d race %d: error %v", b, i, x.err)
+						}
+					}
+					if len(answers) != 1 {
+						t.Fatalf("batch %d race %d: %d distinct new tokens, want exactly 1 (%v)", b, i, len(answers), r)
+					}
+					rec, _ := family(t, plain, tokens[i])
+					if rec.Generation != 1 {
+						t.Fatalf("batch %d race %d: family at generation %d, want 1", b, i, rec.Generation)
+					}
+					for winner := range answers {
+						if reuse == 0 {
+							// The loser's reuse revoked the family, the winner's token too.
+							wantErr(t, plain, winner, grant.ClientID, ErrInvalid)
+						} else {
+							redeem(t, plain, winner, grant.ClientID, time.Hour)
+						}
+					}
 				}
 			}
-			if winners != 1 {
-				t.Fatalf("batch %d race %d: %d winners, want exactly 1 (%v)", b, i, winners, r)
-			}
-			// The loser's reuse revoked the family, the winner's token too.
-			wantErr(t, plain, winner, grant.ClientID, ErrInvalid)
-		}
+		})
 	}
-	t.Logf("%d concurrent redemptions took %v", batches*perBatch, time.Since(start))
 }
 
 func TestCorruptRecords(t *testing.T) {
 	ctx := context.Background()
-	tests := []struct {
-		name    string
-		corrupt func(s *Store, token string) error
-	}{
-		{"record not json", func(s *Store, tok string) error {
-			return s.Storage.Store(ctx, s.recordKey(tok), []byte("garbage"))
-		}},
-		{"record wrong shape", func(s *Store, tok string) error {
-			return s.Storage.Store(ctx, s.recordKey(tok), []byte(`{"client_id":["reports"]}`))
-		}},
-		{"record empty", func(s *Store, tok string) error {
-			return s.Storage.Store(ctx, s.recordKey(tok), nil)
-		}},
-		{"family not json", func(s *Store, tok string) error {
-			var rec record
-			if _, err := s.loadJSON(ctx, s.recordKey(tok), &rec); err != nil {
-				return err
-			}
-			return s.Storage.Store(ctx, s.familyKey(rec.Family), []byte("{"))
-		}},
-		{"family missing", func(s *Store, tok string) error {
-			var rec record
-			if _, err := s.loadJSON(ctx, s.recordKey(tok), &rec); err != nil {
-				return err
-			}
-			return s.Storage.Delete(ctx, s.familyKey(rec.Family))
-		}},
-		{"record of another client in a family of this one", func(s *Store, tok string) error {
-			var rec record
-			if _, err := s.loadJSON(ctx, s.recordKey(tok), &rec); err != nil {
-				return err
-			}
-			return s.storeJSON(ctx, s.familyKey(rec.Family), family{ClientID: "someone-else", Expires: rec.Expires})
-		}},
+	famKey := func(s *Store, tok string) string {
+		c, err := decode(tok, s.keyFor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return prefix + "/refresh_families/" + hex.EncodeToString(c.family[:])
 	}
-	for _, tt := range tests {
+	for _, tt := range []struct {
+		name     string
+		content  string
+		redeemed bool
+	}{
+		{"fresh family, record not json", "garbage", false},
+		{"redeemed family, record not json", "{", true},
+		{"redeemed family, wrong shape", `{"client_id":["reports"]}`, true},
+		{"redeemed family, empty", "", true},
+		{"family of another client", `{"client_id":"someone-else","expires":"2031-01-01T00:00:00Z"}`, true},
+	} {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newStore(t.TempDir(), newClock())
+			s := newStore(t, t.TempDir(), newClock())
 			tok := issue(t, s, grant, time.Hour)
-			if err := tt.corrupt(s, tok); err != nil {
+			if tt.redeemed {
+				_, tok = redeem(t, s, tok, grant.ClientID, time.Hour)
+			}
+			if err := s.cfg.Storage.Store(ctx, famKey(s, tok), []byte(tt.content)); err != nil {
 				t.Fatal(err)
 			}
 			wantErr(t, s, tok, grant.ClientID, ErrInvalid)
+			if _, err := s.Lookup(ctx, tok); !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Lookup: %v", err)
+			}
+			if data, _ := s.cfg.Storage.Load(ctx, famKey(s, tok)); string(data) != tt.content {
+				t.Fatalf("the corrupt record was overwritten with %s", data)
+			}
 		})
+	}
+	t.Run("MAC key corrupt", func(t *testing.T) {
+		dir := t.TempDir()
+		newStore(t, dir, newClock())
+		st := &certmagic.FileStorage{Path: dir}
+		keys, err := st.List(ctx, prefix+"/refresh_keys", false)
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("keys %v %v", keys, err)
+		}
+		if err := st.Store(ctx, keys[0], []byte(`{"kid":"zz"}`)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := New(ctx, Config{Storage: st, Prefix: prefix}); err == nil {
+			t.Fatal("a corrupt key was accepted")
+		}
+	})
+}
+
+// Instances starting together on one storage make one key.
+func TestOneKeyForInstancesStartingTogether(t *testing.T) {
+	dir := t.TempDir()
+	clock := newClock()
+	stores := make([]*Store, 4)
+	var wg sync.WaitGroup
+	for i := range stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := New(context.Background(), Config{Storage: &certmagic.FileStorage{Path: dir}, Prefix: prefix, Now: clock.Now})
+			if err != nil {
+				t.Error(err)
+			}
+			stores[i] = s
+		}()
+	}
+	wg.Wait()
+	for i, s := range stores {
+		tok := issue(t, s, grant, time.Hour)
+		redeem(t, stores[(i+1)%len(stores)], tok, grant.ClientID, time.Hour)
 	}
 }
 
 func TestSweep(t *testing.T) {
 	ctx := context.Background()
 	clock := newClock()
-	s := newStore(t.TempDir(), clock)
-
+	s := newStore(t, t.TempDir(), clock)
 	if n, err := s.Sweep(ctx); n != 0 || err != nil {
 		t.Fatalf("Sweep of empty storage = %d, %v", n, err)
 	}
-
-	short := issue(t, s, grant, time.Hour)    // record + family, expire at +1h
-	long := issue(t, s, grant, 3*time.Hour)   // record + family, expire at +3h
-	reused := issue(t, s, grant, 3*time.Hour) // redeemed below; kept to detect reuse
-	_, reusedNext := redeem(t, s, reused, grant.ClientID, 3*time.Hour)
-	corrupt := prefix + "/refresh/" + strings.Repeat("0", 64) // left for an operator
-	if err := s.Storage.Store(ctx, corrupt, []byte("garbage")); err != nil {
+	short := issue(t, s, grant, time.Hour)
+	_, shortNext := redeem(t, s, short, grant.ClientID, time.Hour) // family record, expires at +1h
+	long := issue(t, s, grant, 3*time.Hour)
+	_, longNext := redeem(t, s, long, grant.ClientID, 3*time.Hour)
+	corrupt := prefix + "/refresh_families/" + strings.Repeat("0", 32) // left for an operator
+	if err := s.cfg.Storage.Store(ctx, corrupt, []byte("garbage")); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(listAll(t, s)); n != 8 {
-		t.Fatalf("storage holds %d records, want 8", n)
-	}
-
 	clock.Advance(time.Hour) // at expiry: not yet swept (After, not !Before)
 	if n, err := s.Sweep(ctx); n != 0 || err != nil {
 		t.Fatalf("Sweep at expiry = %d, %v; want 0", n, err)
 	}
-	clock.Advance(time.Nanosecond)
-	n, err := s.Sweep(ctx)
-	if err != nil || n != 2 {
-		t.Fatalf("Sweep after the short token expired = %d, %v; want 2 (its record and family)", n, err)
+	clock.Advance(time.Second)
+	if n, err := s.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("Sweep after the short family expired = %d, %v; want 1", n, err)
 	}
-	if ok := s.Storage.Exists(ctx, s.recordKey(short)); ok {
-		t.Fatal("the expired record is still stored")
-	}
-	if !s.Storage.Exists(ctx, corrupt) {
-		t.Fatal("Sweep deleted a corrupt record")
-	}
-	wantErr(t, s, short, grant.ClientID, ErrInvalid)
-	// The redeemed record is kept: its reuse is still detected.
-	wantErr(t, s, reused, grant.ClientID, ErrReused)
-	wantErr(t, s, reusedNext, grant.ClientID, ErrInvalid)
-	// The live one still works.
-	_, next := redeem(t, s, long, grant.ClientID, time.Hour)
-
+	wantErr(t, s, shortNext, grant.ClientID, ErrInvalid)
+	// The live one still works, reuse of it is still detected.
+	wantErr(t, s, long, grant.ClientID, ErrReused)
 	clock.Advance(10 * time.Hour)
-	n, err = s.Sweep(ctx)
-	if err != nil || n != 6 {
-		t.Fatalf("final Sweep = %d, %v; want 6", n, err)
+	if n, err := s.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("final Sweep = %d, %v; want 1", n, err)
 	}
 	if left := listAll(t, s); len(left) != 1 || left[0] != corrupt {
 		t.Fatalf("after everything expired storage holds %v, want only the corrupt record", left)
 	}
-	wantErr(t, s, next, grant.ClientID, ErrInvalid)
+	wantErr(t, s, longNext, grant.ClientID, ErrInvalid)
 }
 
 func TestStoresAreSeparatedByPrefix(t *testing.T) {
 	dir := t.TempDir()
 	clock := newClock()
-	a := newStore(dir, clock)
-	b := &Store{Storage: &certmagic.FileStorage{Path: dir}, Prefix: "tokengate/issuers/other", Now: clock.Now}
+	a := newStore(t, dir, clock)
+	b, err := New(context.Background(), Config{Storage: &certmagic.FileStorage{Path: dir}, Prefix: "tokengate/issuers/other", Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tok := issue(t, a, grant, time.Hour)
 	wantErr(t, b, tok, grant.ClientID, ErrInvalid)
 	redeem(t, a, tok, grant.ClientID, time.Hour)
 }
 
-func TestIssueErrorsOnStorageFailure(t *testing.T) {
-	s := &Store{Storage: failingStorage{&certmagic.FileStorage{Path: t.TempDir()}}, Prefix: prefix}
-	if _, err := s.Issue(context.Background(), grant, time.Hour); err == nil {
-		t.Fatal("Issue succeeded although the storage refused to store")
+func TestRedeemErrorsOnStorageFailure(t *testing.T) {
+	dir := t.TempDir()
+	newStore(t, dir, newClock()) // makes the key
+	s, _ := newStoreOn(t, failingStorage{&certmagic.FileStorage{Path: dir}}, newClock(), 0)
+	tok := issue(t, s, grant, time.Hour)
+	if _, _, err := s.Redeem(context.Background(), tok, grant.ClientID, time.Hour, nil); err == nil || errors.Is(err, ErrInvalid) {
+		t.Fatalf("Redeem with a failing storage: %v, want a storage error", err)
+	}
+	if _, err := New(context.Background(), Config{Storage: failingStorage{&certmagic.FileStorage{Path: t.TempDir()}}, Prefix: prefix}); err == nil {
+		t.Fatal("New succeeded although the key could not be stored")
 	}
 }
 
@@ -462,7 +706,8 @@ func (r *rendezvous) meet(key string) {
 	}
 }
 
-// meetingStorage is one instance's view of the shared storage.
+// meetingStorage is one instance's view of the shared storage: its first
+// read of a family record waits for the other instance's.
 type meetingStorage struct {
 	certmagic.Storage
 	meet  *rendezvous
@@ -471,12 +716,12 @@ type meetingStorage struct {
 }
 
 func (s *meetingStorage) Load(ctx context.Context, key string) ([]byte, error) {
-	if strings.Contains(key, "/refresh/") {
+	if strings.Contains(key, "/refresh_families/") {
 		s.mu.Lock()
 		s.loads[key]++
 		n := s.loads[key]
 		s.mu.Unlock()
-		if n == 2 {
+		if n == 1 {
 			s.meet.meet(key)
 		}
 	}
@@ -486,13 +731,13 @@ func (s *meetingStorage) Load(ctx context.Context, key string) ([]byte, error) {
 // FuzzRedeem: whatever a client sends as a refresh token, Redeem answers
 // without panicking, and only the real token redeems.
 func FuzzRedeem(f *testing.F) {
-	for _, seed := range []string{"", "../../x", strings.Repeat("A", tokenLen), strings.Repeat("/", tokenLen), "\x00", "%2e%2e%2f"} {
-		f.Add(seed)
-	}
-	s := newStore(f.TempDir(), newClock())
+	s := newStore(f, f.TempDir(), newClock())
 	real, err := s.Issue(context.Background(), grant, time.Hour)
 	if err != nil {
 		f.Fatal(err)
+	}
+	for _, seed := range []string{"", "../../x", strings.Repeat("A", legacyTokenLen), tokenPrefix, real[:len(real)-2], "tgr1_AQ", "\x00", "%2e%2e%2f"} {
+		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, token string) {
 		if token == real {
@@ -503,4 +748,118 @@ func FuzzRedeem(f *testing.F) {
 			t.Fatalf("Redeem(%q) = %q, %v; want ErrInvalid", token, next, err)
 		}
 	})
+}
+
+// FuzzDecode: the body reader, given any bytes under a valid MAC (as a
+// key holder could make), never panics and accepts only what encode makes.
+func FuzzDecode(f *testing.F) {
+	key := &macKey{id: 7, secret: make([]byte, macKeyBytes)}
+	c := claims{kid: 7, generation: 3, issued: 1, expires: 2, grant: grant, access: AccessRef{JTI: "j", Expires: time.Unix(5, 0)}}
+	tok := c.encode(key)
+	raw, _ := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(tok, tokenPrefix))
+	f.Add(raw[5 : len(raw)-macLen])
+	f.Add([]byte{})
+	f.Add([]byte{0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		b := append([]byte{formatVersion, 0, 0, 0, 7}, body...)
+		b = append(b, key.mac(b)...)
+		got, err := decode(tokenPrefix+base64.RawURLEncoding.EncodeToString(b), func(uint32) *macKey { return key })
+		if err != nil {
+			return
+		}
+		if again := got.encode(key); again != tokenPrefix+base64.RawURLEncoding.EncodeToString(b) {
+			t.Fatalf("decode accepted a body encode does not make: %x", body)
+		}
+	})
+}
+
+// legacyToken writes an old-format refresh token and its family as the
+// earlier code did (literal JSON), and returns the token.
+func legacyToken(t *testing.T, st certmagic.Storage, famID string, redeemed bool, exp time.Time, access ...AccessRef) string {
+	t.Helper()
+	ctx := context.Background()
+	tok := base64.RawURLEncoding.EncodeToString([]byte(strings.Repeat(famID[:1], legacyTokenBytes-1) + fmt.Sprint(redeemed)[:1]))
+	sum := sha256.Sum256([]byte(tok))
+	red := ""
+	if redeemed {
+		red = `,"redeemed":"2030-01-02T03:00:00Z"`
+	}
+	rec := fmt.Sprintf(`{"client_id":"reports","scopes":["read","write"],"audience":["https://api.example.com"],"family":%q,"issued":"2030-01-02T02:00:00Z","expires":%q%s}`,
+		famID, exp.Format(time.RFC3339Nano), red)
+	if err := st.Store(ctx, prefix+"/refresh/"+hex.EncodeToString(sum[:]), []byte(rec)); err != nil {
+		t.Fatal(err)
+	}
+	acc := ""
+	for i, a := range access {
+		if i > 0 {
+			acc += ","
+		}
+		acc += fmt.Sprintf(`{"jti":%q,"exp":%q}`, a.JTI, a.Expires.Format(time.RFC3339Nano))
+	}
+	fam := fmt.Sprintf(`{"client_id":"reports","expires":%q,"access":[%s]}`, exp.Format(time.RFC3339Nano), acc)
+	if err := st.Store(ctx, prefix+"/refresh_families/"+famID, []byte(fam)); err != nil {
+		t.Fatal(err)
+	}
+	if len(tok) != legacyTokenLen {
+		t.Fatalf("legacy token of length %d", len(tok))
+	}
+	return tok
+}
+
+// Refresh tokens written by the earlier format keep working after an
+// upgrade: introspected, redeemed once (for a token of the new format in
+// the same family), their reuse revoking the family and its access tokens,
+// and revoked.
+func TestLegacyTokens(t *testing.T) {
+	ctx := context.Background()
+	clock := newClock()
+	st := &certmagic.FileStorage{Path: t.TempDir()}
+	s, rv := newStoreOn(t, st, clock, 5*time.Second)
+	exp := clock.Now().Add(time.Hour)
+	famA := strings.Repeat("a", 32)
+	tok := legacyToken(t, st, famA, false, exp, AccessRef{JTI: "old-at", Expires: exp})
+
+	info, err := s.Lookup(ctx, tok)
+	if err != nil || !reflect.DeepEqual(info.Grant, grant) {
+		t.Fatalf("Lookup of an old token: %+v %v", info, err)
+	}
+	g, next, err := s.Redeem(ctx, tok, grant.ClientID, time.Hour, mintJTI("new-at", exp))
+	if err != nil || !reflect.DeepEqual(g, grant) || !strings.HasPrefix(next, tokenPrefix) {
+		t.Fatalf("redeeming an old token: %+v %q %v", g, next, err)
+	}
+	if rec, _ := family(t, s, next); rec.Generation != 1 || len(rec.Access) != 2 {
+		t.Fatalf("the old family after redemption: %+v", rec)
+	}
+	if _, err := s.Lookup(ctx, tok); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a redeemed old token is active: %v", err)
+	}
+	// Reuse of the old token revokes the family: access tokens of both formats.
+	wantErr(t, s, tok, grant.ClientID, ErrReused)
+	wantErr(t, s, next, grant.ClientID, ErrInvalid)
+	if got := rv.list(); !reflect.DeepEqual(got, []string{"new-at", "old-at"}) {
+		t.Fatalf("revoked access tokens %v", got)
+	}
+
+	// A redeemed old token (redeemed before the upgrade) is a reuse.
+	famB := strings.Repeat("b", 32)
+	used := legacyToken(t, st, famB, true, exp)
+	wantErr(t, s, used, grant.ClientID, ErrReused)
+
+	// Revocation of an old token.
+	famC := strings.Repeat("c", 32)
+	tokC := legacyToken(t, st, famC, false, exp)
+	if err := s.RevokeFamily(ctx, tokC, "intruder"); !errors.Is(err, ErrForeign) {
+		t.Fatalf("revoking another client's old token: %v", err)
+	}
+	if err := s.RevokeFamily(ctx, tokC, grant.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, s, tokC, grant.ClientID, ErrInvalid)
+
+	// Another client, expiry.
+	famD := strings.Repeat("d", 32)
+	tokD := legacyToken(t, st, famD, false, exp)
+	wantErr(t, s, tokD, "intruder", ErrInvalid)
+	clock.Advance(time.Hour)
+	wantErr(t, s, tokD, grant.ClientID, ErrInvalid)
 }
