@@ -16,6 +16,7 @@ import (
 	"github.com/tokengate/tokengate/internal/clients"
 	"github.com/tokengate/tokengate/internal/issuer"
 	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/revocation"
 )
 
 func init() {
@@ -94,7 +95,9 @@ type Handler struct {
 	Claims map[string][]string `json:"claims,omitempty"`
 
 	// Leeway is the clock skew tolerated on exp, nbf and iat.
-	// Default: 30s. The smallest meaningful value is 1s.
+	// Default: 30s. The smallest meaningful value is 1s. With a local
+	// issuer it may be at most 5m, how long revocations are kept past a
+	// token's expiry.
 	Leeway caddy.Duration `json:"leeway,omitempty"`
 
 	// RequireTyp makes a remote issuer's tokens need the RFC 9068 header
@@ -207,6 +210,12 @@ func isURL(s string) bool { return strings.Contains(s, "://") }
 
 // provisionLocal trusts an issuer of this instance.
 func (h *Handler) provisionLocal(iss *issuer.Issuer) error {
+	if time.Duration(h.Leeway) > revocation.MaxLeeway {
+		// A token is accepted until exp + leeway, and its revocation kept
+		// until exp + MaxLeeway: a longer leeway brings revoked tokens back.
+		return fmt.Errorf("leeway: %v is longer than %v, how long a local issuer keeps a revocation past the token's expiry (a revoked token would be accepted again)",
+			time.Duration(h.Leeway), revocation.MaxLeeway)
+	}
 	h.local = true
 	h.issuerID = iss.Config.Issuer
 	h.src = localKeys{m: iss.Keys}
