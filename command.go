@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,6 +25,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/tokengate/tokengate/internal/clients"
+	"github.com/tokengate/tokengate/internal/issuer"
 )
 
 func init() {
@@ -348,7 +348,7 @@ func cmdOAuthToken(fl caddycmd.Flags, stdin io.Reader, stdout, stderr io.Writer)
 		form.Add("resource", r)
 	}
 
-	if endpoint.Scheme == "http" && !isLoopback(endpoint.Hostname()) {
+	if endpoint.Scheme == "http" && !issuer.IsLoopbackHost(endpoint.Hostname()) {
 		fmt.Fprintf(stderr, "warning: sending the client secret unencrypted to %s\n", endpoint.Redacted())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tokenTimeout)
@@ -415,14 +415,6 @@ func tokenEndpoint(raw string) (*url.URL, error) {
 		u = u.JoinPath(strings.Split(strings.TrimPrefix(tokenPath, "/"), "/")...)
 	}
 	return u, nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // clientSecret takes the secret from --secret, from the environment variable

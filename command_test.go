@@ -25,6 +25,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tokengate/tokengate/internal/clients"
+	"github.com/tokengate/tokengate/internal/issuer"
 )
 
 // runCommand runs a registered caddy subcommand in-process, as caddycmd
@@ -544,8 +545,8 @@ func TestTokenEndpoint(t *testing.T) {
 
 func TestPlainHTTPWarning(t *testing.T) {
 	for host, loopback := range map[string]bool{"localhost": true, "127.0.0.1": true, "::1": true, "a.localhost": true, "example.com": false, "10.0.0.1": false} {
-		if isLoopback(host) != loopback {
-			t.Errorf("isLoopback(%q) = %v", host, !loopback)
+		if issuer.IsLoopbackHost(host) != loopback {
+			t.Errorf("IsLoopbackHost(%q) = %v", host, !loopback)
 		}
 	}
 }

@@ -63,7 +63,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("oauth_issuer %q: %v", name, err)
 		}
 		a.issuers[name] = iss
-		if u, err := url.Parse(iss.Config.Issuer); err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		if u, err := url.Parse(iss.Config.Issuer); err == nil && u.Scheme == "http" && !issuer.IsLoopbackHost(u.Hostname()) {
 			a.logger.Warn("issuer URL is plain http: client secrets and tokens would cross the network unencrypted",
 				zap.String("issuer", name), zap.String("url", iss.Config.Issuer))
 		}

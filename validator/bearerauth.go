@@ -239,9 +239,13 @@ func (h *Handler) provisionRemote(iss, jwksURL string) error {
 		return fmt.Errorf("issuer: %v", err)
 	}
 	if jwksURL != "" {
-		if err := checkHTTPURL(jwksURL); err != nil {
+		if err := checkJWKSURL(iss, jwksURL); err != nil {
 			return fmt.Errorf("jwks_url: %v", err)
 		}
+	}
+	if u, err := url.Parse(iss); err == nil && u.Scheme == "http" && !issuer.IsLoopbackHost(u.Hostname()) {
+		h.logger.Warn("remote issuer URL is plain http: its keys can be swapped on the way, and forged tokens accepted",
+			zap.String("issuer", iss))
 	}
 	if len(h.audience) == 0 {
 		return fmt.Errorf("audience: required with the remote issuer %q (the token's aud must name this API)", iss)

@@ -107,7 +107,7 @@ func newRemoteKeys(issuer, jwksURL string, refresh time.Duration, logger *zap.Lo
 		jwksURL:    jwksURL,
 		refresh:    refresh,
 		minRefetch: min(refetchMinInterval, refresh),
-		client:     &http.Client{Timeout: fetchTimeout},
+		client:     &http.Client{Timeout: fetchTimeout, CheckRedirect: noRedirects},
 		logger:     logger,
 		now:        time.Now,
 	}
@@ -296,14 +296,33 @@ func (f *remoteKeys) discover(ctx context.Context) (string, error) {
 			errs = append(errs, fmt.Errorf("%s: metadata names issuer %q, not %q", mu, md.Issuer, f.issuer))
 			continue
 		}
-		ju, err := url.Parse(md.JWKSURI)
-		if err != nil || (ju.Scheme != "https" && ju.Scheme != "http") || ju.Host == "" {
-			errs = append(errs, fmt.Errorf("%s: jwks_uri %q is not an absolute http(s) URL", mu, md.JWKSURI))
+		if err := checkJWKSURL(f.issuer, md.JWKSURI); err != nil {
+			errs = append(errs, fmt.Errorf("%s: jwks_uri: %v", mu, err))
 			continue
 		}
 		return md.JWKSURI, nil
 	}
 	return "", fmt.Errorf("discovering the issuer's metadata: %w", errors.Join(errs...))
+}
+
+// noRedirects keeps the fetcher on the URLs it was given. Following a
+// redirect would let whoever controls the issuer's path (or a compromised
+// page under it) point the key set at a host of their choosing, and the
+// review had tokens signed by such a host accepted; the 3xx answer is
+// returned as is and refused by get.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// checkJWKSURL checks a key set URL, configured or discovered: absolute
+// http(s), and https when the issuer is, since keys fetched in the clear
+// can be swapped by anyone on the path and would undo the issuer's TLS.
+func checkJWKSURL(issuer, jwksURL string) error {
+	if err := checkHTTPURL(jwksURL); err != nil {
+		return err
+	}
+	if strings.HasPrefix(issuer, "https://") && !strings.HasPrefix(jwksURL, "https://") {
+		return fmt.Errorf("%q is not https, and the issuer is", jwksURL)
+	}
+	return nil
 }
 
 // get fetches a document of at most maxFetchSize bytes.
@@ -320,6 +339,9 @@ func (f *remoteKeys) get(ctx context.Context, u string) ([]byte, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+			return nil, fmt.Errorf("status %d: redirects are not followed", resp.StatusCode)
+		}
 		return nil, fmt.Errorf("status %d", resp.StatusCode)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxFetchSize+1))

@@ -22,6 +22,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/tokengate/tokengate/internal/testclock"
 )
@@ -35,6 +36,8 @@ type idp struct {
 	discovery string // "oauth", "oidc" or "" (none)
 	mdIssuer  string // issuer named in the metadata; default: the server URL
 	jwksBody  []byte // served instead of the keys when set
+	// redirects answers a path with a 302 to another URL.
+	redirects map[string]string
 
 	jwksHits atomic.Int64
 	mdHits   atomic.Int64
@@ -63,6 +66,10 @@ func (p *idp) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if to, ok := p.redirects[r.URL.Path]; ok {
+		http.Redirect(w, r, to, http.StatusFound)
+		return
+	}
 	issuer := p.mdIssuer
 	if issuer == "" {
 		issuer = p.srv.URL
@@ -590,5 +597,91 @@ func TestProvisionErrors(t *testing.T) {
 				t.Errorf("Provision error %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestRemoteJWKSRedirectToAnotherHostsKey: the review's issuer served its
+// jwks_uri as a 302 to another host, and tokens signed by that host's key
+// were accepted. Redirects are not followed.
+func TestRemoteJWKSRedirectToAnotherHostsKey(t *testing.T) {
+	evil := newIDP(t, "")
+	evil.addKey(t, "evil")
+	p := newIDP(t, "oauth")
+	p.redirects = map[string]string{"/keys": evil.srv.URL + "/keys"}
+	clk := newClock()
+	h := newRemote(t, p, "", clk, nil)
+	forged := evil.token(t, "evil", "JWT", clk, func(c map[string]any) { c["iss"] = p.srv.URL })
+	if res := do(h, "Bearer "+forged); res.reached {
+		t.Fatal("a token signed by the key of the host the JWKS redirected to was accepted")
+	}
+	if evil.jwksHits.Load() != 0 {
+		t.Error("the redirect was followed")
+	}
+}
+
+// TestRemoteMetadataRedirectToAnotherHost: metadata redirected to another
+// host, which names the right issuer and its own keys, is not trusted.
+func TestRemoteMetadataRedirectToAnotherHost(t *testing.T) {
+	p := newIDP(t, "oauth")
+	evil := newIDP(t, "oauth")
+	evil.addKey(t, "evil")
+	evil.mdIssuer = p.srv.URL
+	p.redirects = map[string]string{"/.well-known/oauth-authorization-server": evil.srv.URL + "/.well-known/oauth-authorization-server"}
+	clk := newClock()
+	h := newRemote(t, p, "", clk, nil)
+	forged := evil.token(t, "evil", "JWT", clk, func(c map[string]any) { c["iss"] = p.srv.URL })
+	if res := do(h, "Bearer "+forged); res.reached {
+		t.Fatal("a token signed by the key named in redirected metadata was accepted")
+	}
+	if evil.mdHits.Load() != 0 || evil.jwksHits.Load() != 0 {
+		t.Error("the redirect was followed")
+	}
+}
+
+// TestRemoteHTTPSIssuerWithPlainHTTPKeys: metadata of an https issuer
+// naming an http jwks_uri is refused (anyone on the path could swap the
+// keys), and so is such a configured jwks_url.
+func TestRemoteHTTPSIssuerWithPlainHTTPKeys(t *testing.T) {
+	plain := newIDP(t, "")
+	var tlsURL string
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": tlsURL, "jwks_uri": plain.srv.URL + "/keys"})
+	}))
+	t.Cleanup(tlsSrv.Close)
+	tlsURL = tlsSrv.URL
+	f := newRemoteKeys(tlsURL, "", DefaultRefreshInterval, zap.NewNop())
+	f.client.Transport = tlsSrv.Client().Transport
+	err := f.fetch(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "not https") {
+		t.Errorf("an https issuer's http jwks_uri: %v, want refused as not https", err)
+	}
+	if plain.jwksHits.Load() != 0 {
+		t.Error("the plain http key set was fetched")
+	}
+
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	h := &Handler{Issuer: "https://idp.example.com", JWKSURL: plain.srv.URL + "/keys", Audience: []string{"a"}}
+	err = h.Provision(ctx)
+	defer h.Cleanup()
+	if err == nil || !strings.Contains(err.Error(), "jwks_url") || !strings.Contains(err.Error(), "not https") {
+		t.Errorf("an https issuer with an http jwks_url: %v, want a jwks_url error", err)
+	}
+}
+
+// TestRemotePlainHTTPIssuerWarns: a remote issuer reached over plain http
+// on another host is logged at load as a warning; one on loopback is not.
+func TestRemotePlainHTTPIssuerWarns(t *testing.T) {
+	for iss, warns := range map[string]bool{"http://idp.invalid": true, "http://127.0.0.1:1": false} {
+		core, logs := observer.New(zap.WarnLevel)
+		h := &Handler{logger: zap.New(core), audience: []string{"a"}}
+		if err := h.provisionRemote(iss, iss+"/keys"); err != nil {
+			t.Fatal(err)
+		}
+		_ = h.Cleanup()
+		got := logs.FilterMessageSnippet("plain http").Len() > 0
+		if got != warns {
+			t.Errorf("%s: warned %v, want %v", iss, got, warns)
+		}
 	}
 }

@@ -2,6 +2,8 @@ package issuer
 
 import (
 	"fmt"
+	"net"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 )
@@ -32,4 +34,15 @@ func LookupURL(ctx caddy.Context, url string) (*Issuer, bool) {
 		return nil, false
 	}
 	return prov.IssuerByURL(url)
+}
+
+// IsLoopbackHost reports whether host (a URL's Hostname) names this
+// machine: localhost, a name under .localhost, or a loopback address.
+// Plain http is only safe to such a host.
+func IsLoopbackHost(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
