@@ -45,7 +45,8 @@ const (
 // so `handle_errors` routes can shape the answer.
 //
 // On success it sets these placeholders for the rest of the route (e.g. for
-// `reverse_proxy`'s `header_up`):
+// `reverse_proxy`'s `header_up`); when no token was accepted (a refusal, a
+// preflight) they are empty strings:
 //
 //	{http.auth.user.id}           the token's sub
 //	{http.auth.user.client_id}    client_id (or azp)
@@ -111,9 +112,12 @@ type Handler struct {
 	// Default: "restricted".
 	Realm string `json:"realm,omitempty"`
 
-	// AllowPreflight lets CORS preflight requests (OPTIONS with Origin and
-	// Access-Control-Request-Method headers) through without a token, since
-	// browsers never send credentials with them. Default: false.
+	// AllowPreflight answers CORS preflight requests (OPTIONS with Origin
+	// and Access-Control-Request-Method headers) without a token, since
+	// browsers never send credentials with them: bearer_auth answers 204
+	// itself, with the headers handlers before it set (put the
+	// Access-Control-Allow-* headers in a `header` directive), and never
+	// passes a preflight on to the upstream. Default: false.
 	AllowPreflight bool `json:"allow_preflight,omitempty"`
 
 	// StripAuthorization removes the Authorization header from the request
@@ -363,23 +367,44 @@ func (h *Handler) Cleanup() error {
 // ServeHTTP checks the bearer token and passes the request on when it is
 // good; otherwise it answers the refusal as a handler error.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if h.AllowPreflight && isPreflight(r) {
-		return next.ServeHTTP(w, r)
+		// Answered here, never passed on: a legacy upstream that ignores
+		// the method would run an unauthenticated request, body and all.
+		// CORS headers come from handlers before this one (`header`).
+		if repl != nil {
+			repl.Map(noIdentity)
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
 	}
 	start := time.Now()
 	c, err := h.authenticate(r.Context(), r.Header["Authorization"])
 	validatorDuration.Observe(time.Since(start).Seconds())
 	countValidation(err)
 	if err != nil {
+		if repl != nil {
+			repl.Map(noIdentity)
+		}
 		return h.refuse(w, r, err)
 	}
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+	if repl != nil {
 		repl.Map(c.placeholder)
 	}
 	if h.StripAuthorization {
 		r.Header.Del("Authorization")
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// noIdentity gives the identity placeholders empty values when no token
+// was accepted, so error routes and logs show nothing rather than the
+// placeholders' literal text.
+func noIdentity(key string) (any, bool) {
+	if strings.HasPrefix(key, placeholderPrefix) {
+		return "", true
+	}
+	return nil, false
 }
 
 // isPreflight reports whether r is a CORS preflight request.

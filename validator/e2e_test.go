@@ -42,6 +42,13 @@ func newUpstream(t *testing.T) *upstream {
 	return u
 }
 
+// newUpstreamFunc runs f as an upstream and returns its host:port.
+func newUpstreamFunc(t *testing.T, f http.HandlerFunc) string {
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
 func e2eCaddyfile(dir, upstreamAddr string) string {
 	return fmt.Sprintf(`{
 	admin off
