@@ -86,13 +86,15 @@ type Handler struct {
 	Audience []string `json:"audience,omitempty"`
 
 	// Scopes the token must all grant (in its `scope` claim, or `scp`).
+	// Repeated `scopes` lines add scopes that are all required (AND).
 	// Default: none.
 	Scopes []string `json:"scopes,omitempty"`
 
 	// Claims are further requirements on the token: for each claim name,
 	// the claim (or, for an array claim, one of its elements) must equal one
 	// of the listed values. Numbers and booleans compare as their JSON text.
-	// All listed claims must match; a mismatch is a 403. Default: none.
+	// All listed claims must match; a mismatch is a 403. Repeated `claim`
+	// lines for one claim add accepted values (OR). Default: none.
 	Claims map[string][]string `json:"claims,omitempty"`
 
 	// Leeway is the clock skew tolerated on exp, nbf and iat.
