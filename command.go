@@ -24,8 +24,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
 
+	"github.com/tokengate/tokengate/internal/accesstoken"
 	"github.com/tokengate/tokengate/internal/clients"
-	"github.com/tokengate/tokengate/internal/issuer"
+	"github.com/tokengate/tokengate/internal/localissuer"
 )
 
 func init() {
@@ -262,7 +263,7 @@ func caddyfileValues(flag string, args []string) ([]string, error) {
 	seen := map[string]bool{}
 	for _, arg := range args {
 		for _, v := range strings.FieldsFunc(arg, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
-			if !clients.ValidScopeToken(v) {
+			if !accesstoken.ValidScopeToken(v) {
 				return nil, fmt.Errorf("--%s: %q: only printable ASCII other than '\"' and '\\' is allowed", flag, v)
 			}
 			if strings.ContainsAny(v, "{}`") || v[0] == '#' || v[0] == '<' {
@@ -348,7 +349,7 @@ func cmdOAuthToken(fl caddycmd.Flags, stdin io.Reader, stdout, stderr io.Writer)
 		form.Add("resource", r)
 	}
 
-	if endpoint.Scheme == "http" && !issuer.IsLoopbackHost(endpoint.Hostname()) {
+	if endpoint.Scheme == "http" && !localissuer.IsLoopbackHost(endpoint.Hostname()) {
 		fmt.Fprintf(stderr, "warning: sending the client secret unencrypted to %s\n", endpoint.Redacted())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tokenTimeout)

@@ -25,7 +25,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tokengate/tokengate/internal/clients"
-	"github.com/tokengate/tokengate/internal/issuer"
+	"github.com/tokengate/tokengate/internal/localissuer"
 )
 
 // runCommand runs a registered caddy subcommand in-process, as caddycmd
@@ -545,7 +545,7 @@ func TestTokenEndpoint(t *testing.T) {
 
 func TestPlainHTTPWarning(t *testing.T) {
 	for host, loopback := range map[string]bool{"localhost": true, "127.0.0.1": true, "::1": true, "a.localhost": true, "example.com": false, "10.0.0.1": false} {
-		if issuer.IsLoopbackHost(host) != loopback {
+		if localissuer.IsLoopbackHost(host) != loopback {
 			t.Errorf("IsLoopbackHost(%q) = %v", host, !loopback)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/internal/issuer"
+	"github.com/tokengate/tokengate/internal/localissuer"
 	_ "github.com/tokengate/tokengate/tokenhandler"
 	_ "github.com/tokengate/tokengate/validator"
 )
@@ -63,7 +64,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("oauth_issuer %q: %v", name, err)
 		}
 		a.issuers[name] = iss
-		if u, err := url.Parse(iss.Config.Issuer); err == nil && u.Scheme == "http" && !issuer.IsLoopbackHost(u.Hostname()) {
+		if u, err := url.Parse(iss.Config.Issuer); err == nil && u.Scheme == "http" && !localissuer.IsLoopbackHost(u.Hostname()) {
 			a.logger.Warn("issuer URL is plain http: client secrets and tokens would cross the network unencrypted",
 				zap.String("issuer", name), zap.String("url", iss.Config.Issuer))
 		}
@@ -106,19 +107,31 @@ func (a *App) Issuer(name string) (*issuer.Issuer, error) {
 	return nil, fmt.Errorf("no oauth_issuer %q is configured (configured: %s)", name, strings.Join(names, ", "))
 }
 
-// IssuerByURL returns the issuer whose issuer URL is url.
-func (a *App) IssuerByURL(url string) (*issuer.Issuer, bool) {
+// LocalIssuer is the issuer called name as bearer_auth sees it.
+func (a *App) LocalIssuer(name string) (localissuer.Issuer, error) {
+	iss, err := a.Issuer(name)
+	if err != nil {
+		return localissuer.Issuer{}, err
+	}
+	return iss.Local(), nil
+}
+
+// LocalIssuerByURL is LocalIssuer of the issuer whose issuer URL is url, so
+// that a route naming its own instance's issuer by URL reads the keys in
+// process instead of fetching them.
+func (a *App) LocalIssuerByURL(url string) (localissuer.Issuer, bool) {
 	for _, iss := range a.issuers {
 		if iss.Config.SameIssuer(url) {
-			return iss, true
+			return iss.Local(), true
 		}
 	}
-	return nil, false
+	return localissuer.Issuer{}, false
 }
 
 // Interface guards
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
-	_ issuer.Provider   = (*App)(nil)
+	_ caddy.App           = (*App)(nil)
+	_ caddy.Provisioner   = (*App)(nil)
+	_ issuer.Provider     = (*App)(nil)
+	_ localissuer.Issuers = (*App)(nil)
 )

@@ -1,5 +1,6 @@
 // Package tokenhandler serves an issuer's HTTP endpoints: the token
-// endpoint, the JWKS and the RFC 8414 metadata.
+// endpoint (token.go), revocation (revoke.go), introspection
+// (introspect.go), the JWKS and the RFC 8414 metadata (wellknown.go).
 package tokenhandler
 
 import (
@@ -13,9 +14,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/tokengate/tokengate/internal/accesstoken"
 	"github.com/tokengate/tokengate/internal/issuer"
 	"github.com/tokengate/tokengate/internal/metrics"
-	"github.com/tokengate/tokengate/validator"
 )
 
 func init() {
@@ -42,7 +43,7 @@ type Handler struct {
 	Issuer string `json:"issuer,omitempty"`
 
 	iss      *issuer.Issuer
-	verifier *validator.Handler // the issuer's own tokens, any audience
+	verifier *accesstoken.Verifier // the issuer's own tokens, any audience
 	logger   *zap.Logger
 	realm    string
 
@@ -75,9 +76,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.jwksPath = base + issuer.JWKSPath
 	h.revokePath = base + issuer.RevokePath
 	h.introspectPath = base + issuer.IntrospectPath
-	if h.verifier, err = validator.ForIssuer(h.iss); err != nil {
-		return err
-	}
+	// Revocation and introspection take the issuer's tokens for any
+	// resource, with the default leeway, so that "active" means what every
+	// bearer_auth route of this issuer accepts.
+	vc := h.iss.VerifierConfig()
+	vc.AnyAudience = true
+	h.verifier = accesstoken.NewVerifier(vc)
 	// RFC 8414 §3.1 puts the well-known segment before the issuer's path;
 	// the path below the issuer is served too, as many clients look there.
 	h.metadataPaths = []string{issuer.MetadataPath + base, base + issuer.MetadataPath}

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/tokengate/tokengate/internal/clients"
 )
 
 // maxBodyBytes caps a token request body; real requests are a few hundred
@@ -183,3 +185,49 @@ func formDecode(s string) string {
 	}
 	return s
 }
+
+// lifecycleRequest is a revocation (RFC 7009) or introspection (RFC 7662)
+// request: a token, and the credentials of the client asking.
+type lifecycleRequest struct {
+	token string
+	credentials
+}
+
+// parseLifecycleRequest reads the form body of a revocation or
+// introspection request. The token is accepted only in the body.
+func parseLifecycleRequest(w http.ResponseWriter, r *http.Request) (*lifecycleRequest, *oauthError) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return nil, &oauthError{status: http.StatusMethodNotAllowed, Code: "invalid_request", Description: "only POST is allowed"}
+	}
+	_, body, oe := readParams(w, r, append([]string{"token"}, bodyOnly...), "")
+	if oe != nil {
+		return nil, oe
+	}
+	lr := &lifecycleRequest{token: body.Get("token")}
+	if lr.credentials, oe = clientCredentials(r, body); oe != nil {
+		return nil, oe
+	}
+	if lr.token == "" {
+		return nil, errInvalidRequest("token is required")
+	}
+	// token_type_hint is not needed: access tokens are JWTs (with dots),
+	// refresh tokens never contain one.
+	return lr, nil
+}
+
+// lifecycleClient reads a revocation or introspection request and
+// authenticates its client; when either fails it writes the refusal and
+// reports done.
+func (h *Handler) lifecycleClient(w http.ResponseWriter, r *http.Request) (*lifecycleRequest, *clients.Config, bool, error) {
+	noStore(w.Header())
+	lr, oe := parseLifecycleRequest(w, r)
+	if oe != nil {
+		return nil, nil, true, h.refuse(w, "", oe)
+	}
+	client, done, err := h.authenticate(w, r, lr.credentials)
+	return lr, client, done, err
+}
+
+// isJWT tells an access token from a refresh token by shape.
+func isJWT(token string) bool { return strings.Contains(token, ".") }

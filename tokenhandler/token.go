@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/tokengate/tokengate/internal/accesstoken"
 	"github.com/tokengate/tokengate/internal/clients"
 	"github.com/tokengate/tokengate/internal/issuer"
 	"github.com/tokengate/tokengate/internal/metrics"
@@ -343,7 +344,7 @@ func narrowScopes(tr *tokenRequest, allowed []string) ([]string, *oauthError) {
 	}
 	var out []string
 	for _, s := range requested {
-		if !clients.ValidScopeToken(s) || !slices.Contains(allowed, s) {
+		if !accesstoken.ValidScopeToken(s) || !slices.Contains(allowed, s) {
 			return nil, errInvalidScope("scope " + quoteSafe(s) + " is not allowed for this client")
 		}
 		if !slices.Contains(out, s) {

@@ -1,7 +1,6 @@
 package validator
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,8 +12,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/tokengate/tokengate/internal/clients"
-	"github.com/tokengate/tokengate/internal/issuer"
+	"github.com/tokengate/tokengate/internal/accesstoken"
+	"github.com/tokengate/tokengate/internal/localissuer"
 	"github.com/tokengate/tokengate/internal/metrics"
 	"github.com/tokengate/tokengate/internal/revocation"
 )
@@ -25,7 +24,7 @@ func init() {
 
 // Defaults of the handler's options.
 const (
-	DefaultLeeway = 30 * time.Second
+	DefaultLeeway = accesstoken.DefaultLeeway
 	DefaultRealm  = "restricted"
 )
 
@@ -132,29 +131,17 @@ type Handler struct {
 	// 30s (or per refresh interval, if shorter). Default: 5m.
 	RefreshInterval caddy.Duration `json:"refresh_interval,omitempty"`
 
-	issuerID   string   // the exact iss accepted
-	audience   []string // resolved
-	local      bool
-	src        keySource
-	remote     *remoteKeys
-	poolKey    *remoteKey
-	revocation RevocationChecker
-	now        func() time.Time
-	noCache    bool // benchmarks measure the cold path with it
-	// anyAudience accepts every audience: the issuer's own introspection
-	// and revocation endpoints handle tokens meant for any resource.
-	anyAudience bool
+	audience []string // resolved
+	verifier *accesstoken.Verifier
+	src      accesstoken.KeySource // the verifier's keys, for the token cache
+	remote   *remoteKeys
+	poolKey  *remoteKey
+	now      func() time.Time
+	noCache  bool // benchmarks measure the cold path with it
 
 	challenge      string // no token
 	scopeChallenge string // insufficient_scope, without error_description
 	logger         *zap.Logger
-}
-
-// RevocationChecker is implemented by an issuer that can revoke access
-// tokens before they expire. When the local issuer implements it, tokens
-// whose jti it reports revoked are refused (401 invalid_token).
-type RevocationChecker interface {
-	IsRevoked(jti string) bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -178,7 +165,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("issuer: %v", err)
 	}
 	if name == "" {
-		name = issuer.DefaultName
+		name = localissuer.DefaultName
 	}
 	jwksURL, err := repl.ReplaceOrErr(h.JWKSURL, true, true)
 	if err != nil && h.JWKSURL != "" {
@@ -196,46 +183,50 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		// An issuer of this very instance, named by its URL, is local: its
 		// keys are read in process (a fetch from ourselves would fail at
 		// start, before the server listens).
-		if iss, ok := issuer.LookupURL(ctx, name); ok && jwksURL == "" {
-			return h.provisionLocal(iss)
+		if li, ok := localissuer.LookupURL(ctx, name); ok && jwksURL == "" {
+			return h.provisionLocal(li)
 		}
 		return h.provisionRemote(name, jwksURL)
 	}
 	if jwksURL != "" {
 		return fmt.Errorf("jwks_url: not allowed with the local issuer %q (its keys are read in process)", name)
 	}
-	iss, err := issuer.Lookup(ctx, name)
+	li, err := localissuer.Lookup(ctx, name)
 	if err != nil {
 		return fmt.Errorf("issuer: %v", err)
 	}
-	return h.provisionLocal(iss)
+	return h.provisionLocal(li)
 }
 
 // isURL tells an issuer URL from an issuer name.
 func isURL(s string) bool { return strings.Contains(s, "://") }
 
-// provisionLocal trusts an issuer of this instance.
-func (h *Handler) provisionLocal(iss *issuer.Issuer) error {
+// provisionLocal trusts an issuer of this instance: its tokens always need
+// typ at+jwt, and its revocations are refused.
+func (h *Handler) provisionLocal(li localissuer.Issuer) error {
 	if time.Duration(h.Leeway) > revocation.MaxLeeway {
 		// A token is accepted until exp + leeway, and its revocation kept
 		// until exp + MaxLeeway: a longer leeway brings revoked tokens back.
 		return fmt.Errorf("leeway: %v is longer than %v, how long a local issuer keeps a revocation past the token's expiry (a revoked token would be accepted again)",
 			time.Duration(h.Leeway), revocation.MaxLeeway)
 	}
-	h.local = true
-	h.issuerID = iss.Config.Issuer
-	h.src = localKeys{m: iss.Keys}
 	if len(h.audience) == 0 {
-		h.audience = iss.DefaultAudience()
+		h.audience = li.Verifier.Audience
 	}
-	if rc, ok := any(iss).(RevocationChecker); ok {
-		h.revocation = rc
-	}
-	if h.now == nil {
-		h.now = func() time.Time { return iss.Now() }
-	}
-	h.warnUnreachable(iss)
+	h.warnUnreachable(li)
+	h.useVerifier(li.Verifier)
 	return nil
+}
+
+// useVerifier verifies tokens as cfg says, with the route's audience and
+// leeway.
+func (h *Handler) useVerifier(cfg accesstoken.VerifierConfig) {
+	if h.now == nil {
+		h.now = cfg.Now
+	}
+	cfg.Audience, cfg.Leeway, cfg.Now = h.audience, time.Duration(h.Leeway), h.now
+	h.src = cfg.Keys
+	h.verifier = accesstoken.NewVerifier(cfg)
 }
 
 // provisionRemote trusts a remote issuer, sharing its key fetcher with the
@@ -249,14 +240,13 @@ func (h *Handler) provisionRemote(iss, jwksURL string) error {
 			return fmt.Errorf("jwks_url: %v", err)
 		}
 	}
-	if u, err := url.Parse(iss); err == nil && u.Scheme == "http" && !issuer.IsLoopbackHost(u.Hostname()) {
+	if u, err := url.Parse(iss); err == nil && u.Scheme == "http" && !localissuer.IsLoopbackHost(u.Hostname()) {
 		h.logger.Warn("remote issuer URL is plain http: its keys can be swapped on the way, and forged tokens accepted",
 			zap.String("issuer", iss))
 	}
 	if len(h.audience) == 0 {
 		return fmt.Errorf("audience: required with the remote issuer %q (the token's aud must name this API)", iss)
 	}
-	h.issuerID = iss
 	refresh := time.Duration(h.RefreshInterval)
 	if refresh <= 0 {
 		refresh = DefaultRefreshInterval
@@ -272,12 +262,14 @@ func (h *Handler) provisionRemote(iss, jwksURL string) error {
 		return fmt.Errorf("issuer %q: %v", iss, err)
 	}
 	h.poolKey = &key
-	h.remote = v.(*remoteKeys)
-	h.src = h.remote
-	if h.now == nil {
-		h.now = time.Now
-	}
+	h.useRemote(iss, v.(*remoteKeys))
 	return nil
+}
+
+// useRemote verifies tokens of the remote issuer iss with the keys f fetches.
+func (h *Handler) useRemote(iss string, f *remoteKeys) {
+	h.remote = f
+	h.useVerifier(accesstoken.VerifierConfig{Keys: f, Issuer: iss, RequireTyp: h.RequireTyp, Now: time.Now})
 }
 
 func checkHTTPURL(s string) error {
@@ -330,7 +322,7 @@ func (h *Handler) validate() error {
 		}
 	}
 	for _, s := range h.Scopes {
-		if !clients.ValidScopeToken(s) {
+		if !accesstoken.ValidScopeToken(s) {
 			return fmt.Errorf("scopes: invalid scope %q", s)
 		}
 	}
@@ -381,17 +373,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	start := time.Now()
-	c, err := h.authenticate(r.Context(), r.Header["Authorization"])
+	c, err := h.check(r.Context(), r.Header["Authorization"])
 	validatorDuration.Observe(time.Since(start).Seconds())
 	countValidation(err)
 	if err != nil {
 		if repl != nil {
 			repl.Map(noIdentity)
 		}
-		return h.refuse(w, r, err)
+		return h.deny(w, r, err)
 	}
 	if repl != nil {
-		repl.Map(c.placeholder)
+		repl.Map(placeholders(c))
 	}
 	if h.StripAuthorization {
 		r.Header.Del("Authorization")
@@ -445,8 +437,8 @@ func classify(reason error) *refusal {
 	return &refusal{status: http.StatusUnauthorized, code: "invalid_token", reason: reason}
 }
 
-// refuse sets the challenge and returns the refusal as a handler error.
-func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, reason error) error {
+// deny sets the challenge and returns the refusal as a handler error.
+func (h *Handler) deny(w http.ResponseWriter, r *http.Request, reason error) error {
 	rf := classify(reason)
 	var challenge string
 	switch rf.code {
@@ -462,61 +454,6 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, reason error) e
 		ce.Write(zap.String("remote_ip", r.RemoteAddr), zap.Int("status", rf.status), zap.String("reason", reason.Error()))
 	}
 	return caddyhttp.Error(rf.status, rf)
-}
-
-// ForIssuer returns a verifier of a local issuer's access tokens whatever
-// their audience, for the issuer's own introspection and revocation
-// endpoints: VerifyToken checks the signature, typ, times (with the default
-// leeway, so "active" means what every bearer_auth route accepts), issuer
-// and revocation.
-func ForIssuer(iss *issuer.Issuer) (*Handler, error) {
-	h := &Handler{anyAudience: true}
-	if err := h.provisionCommon(); err != nil {
-		return nil, err
-	}
-	if err := h.provisionLocal(iss); err != nil {
-		return nil, err
-	}
-	return h, nil
-}
-
-// VerifyToken checks a raw access token exactly as ServeHTTP checks a
-// bearer token (signature, typ, times, issuer, audience, revocation,
-// claims, scopes) and returns its claims. It is for other modules that
-// receive tokens outside an Authorization header. The error says why a
-// token is refused, in terms safe to show to the client.
-func (h *Handler) VerifyToken(ctx context.Context, token string) (*Claims, error) {
-	if len(token) > MaxAuthorizationSize {
-		return nil, errTooLarge
-	}
-	if token == "" {
-		return nil, errNoToken
-	}
-	e, err := h.verify(ctx, token)
-	if err != nil {
-		return nil, err
-	}
-	if err := h.check(e); err != nil {
-		return nil, err
-	}
-	return e.claims, nil
-}
-
-// authenticate verifies the token of the Authorization header values and
-// checks it against the route's requirements.
-func (h *Handler) authenticate(ctx context.Context, auth []string) (*Claims, error) {
-	tok, err := bearerToken(auth)
-	if err != nil {
-		return nil, err
-	}
-	e, err := h.verify(ctx, tok)
-	if err != nil {
-		return nil, err
-	}
-	if err := h.check(e); err != nil {
-		return nil, err
-	}
-	return e.claims, nil
 }
 
 // Interface guards

@@ -20,6 +20,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
+	"github.com/tokengate/tokengate/internal/accesstoken"
 	"github.com/tokengate/tokengate/internal/issuer"
 )
 
@@ -108,120 +109,124 @@ func testForgeries(t *testing.T, alg string) {
 	forgeries := []forgery{
 		{"alg none", func(t *testing.T) string {
 			return b64(`{"alg":"none","typ":"at+jwt","kid":"`+kid+`"}`) + "." + b64(claims) + "." + parts[2]
-		}, errUnsigned},
+		}, accesstoken.ErrUnsigned},
 		{"alg None", func(t *testing.T) string {
 			return b64(`{"alg":"None","typ":"at+jwt","kid":"`+kid+`"}`) + "." + b64(claims) + "." + parts[2]
-		}, errUnsigned},
+		}, accesstoken.ErrUnsigned},
 		{"alg NONE", func(t *testing.T) string {
 			return b64(`{"alg":"NONE","typ":"at+jwt"}`) + "." + b64(claims) + "." + b64("x")
-		}, errUnsigned},
+		}, accesstoken.ErrUnsigned},
 		{"alg none, empty signature", func(t *testing.T) string {
 			return b64(`{"alg":"none","typ":"at+jwt"}`) + "." + b64(claims) + "."
-		}, errMalformed},
+		}, accesstoken.ErrMalformed},
 		{"HS256 with the public key as PEM", func(t *testing.T) string {
 			return hs256(`{"alg":"HS256","typ":"at+jwt","kid":"`+kid+`"}`, claims, publicPEM(t, iss))
-		}, errAlgMismatch},
+		}, accesstoken.ErrAlgMismatch},
 		{"HS256 with the public key as JWK JSON", func(t *testing.T) string {
 			return hs256(`{"alg":"HS256","typ":"at+jwt","kid":"`+kid+`"}`, claims, publicJWK(t, iss))
-		}, errAlgMismatch},
+		}, accesstoken.ErrAlgMismatch},
 		{"HS256 without kid", func(t *testing.T) string {
 			return hs256(`{"alg":"HS256","typ":"at+jwt"}`, claims, publicPEM(t, iss))
-		}, errUnknownKey},
-		{"signature stripped, trailing dot", func(t *testing.T) string { return parts[0] + "." + parts[1] + "." }, errMalformed},
-		{"signature stripped, two parts", func(t *testing.T) string { return parts[0] + "." + parts[1] }, errMalformed},
-		{"four parts", func(t *testing.T) string { return good + "." + parts[2] }, errMalformed},
+		}, accesstoken.ErrUnknownKey},
+		{"signature stripped, trailing dot", func(t *testing.T) string { return parts[0] + "." + parts[1] + "." }, accesstoken.ErrMalformed},
+		{"signature stripped, two parts", func(t *testing.T) string { return parts[0] + "." + parts[1] }, accesstoken.ErrMalformed},
+		{"four parts", func(t *testing.T) string { return good + "." + parts[2] }, accesstoken.ErrMalformed},
 		{"JWE, five parts", func(t *testing.T) string {
 			return b64(`{"alg":"RSA-OAEP","enc":"A256GCM"}`) + "." + b64("k") + "." + b64("iv") + "." + b64("ct") + "." + b64("tag")
-		}, errEncrypted},
+		}, accesstoken.ErrEncrypted},
 		{"signature swapped from another token", func(t *testing.T) string {
 			return parts[0] + "." + parts[1] + "." + strings.Split(other, ".")[2]
-		}, errBadSignature},
+		}, accesstoken.ErrBadSignature},
 		{"payload swapped under a signature", func(t *testing.T) string {
 			return parts[0] + "." + strings.Split(other, ".")[1] + "." + parts[2]
-		}, errBadSignature},
+		}, accesstoken.ErrBadSignature},
 		{"foreign key with the real kid", func(t *testing.T) string {
 			return signRaw(t, attacker, "ES256", `{"alg":"ES256","typ":"at+jwt","kid":"`+kid+`"}`, claims)
 		}, nil},
 		{"embedded jwk header with the attacker's kid", func(t *testing.T) string {
 			return signRaw(t, attacker, "ES256", `{"alg":"ES256","typ":"at+jwt","kid":"attacker","jwk":`+attackerJWKJSON+`}`, claims)
-		}, errUnknownKey},
+		}, accesstoken.ErrUnknownKey},
 		{"embedded jwk header with the real kid", func(t *testing.T) string {
 			return signRaw(t, attacker, "ES256", `{"alg":"ES256","typ":"at+jwt","kid":"`+kid+`","jwk":`+attackerJWKJSON+`}`, claims)
 		}, nil},
 		{"embedded jwk header, no kid", func(t *testing.T) string {
 			return signRaw(t, attacker, "ES256", `{"alg":"ES256","typ":"at+jwt","jwk":`+attackerJWKJSON+`}`, claims)
-		}, errUnknownKey},
+		}, accesstoken.ErrUnknownKey},
 		{"jku to an attacker's server", func(t *testing.T) string {
 			return signRaw(t, attacker, "ES256", `{"alg":"ES256","typ":"at+jwt","kid":"attacker","jku":"`+keyServer.URL+`/jwks"}`, claims)
-		}, errUnknownKey},
+		}, accesstoken.ErrUnknownKey},
 		{"x5u to an attacker's server", func(t *testing.T) string {
 			return signRaw(t, attacker, "ES256", `{"alg":"ES256","typ":"at+jwt","kid":"`+kid+`","x5u":"`+keyServer.URL+`/cert.pem"}`, claims)
 		}, nil},
 		{"x5c embedded", func(t *testing.T) string {
 			return signRaw(t, attacker, "ES256", `{"alg":"ES256","typ":"at+jwt","x5c":["MIIBfake"]}`, claims)
-		}, errUnknownKey},
+		}, accesstoken.ErrUnknownKey},
 		{"kid path traversal", func(t *testing.T) string {
 			return signRaw(t, attacker, "ES256", `{"alg":"ES256","typ":"at+jwt","kid":"../../etc/passwd"}`, claims)
-		}, errUnknownKey},
+		}, accesstoken.ErrUnknownKey},
 		{"kid SQL-ish", func(t *testing.T) string {
 			return signRaw(t, attacker, "ES256", `{"alg":"ES256","typ":"at+jwt","kid":"' OR 1=1 --"}`, claims)
-		}, errUnknownKey},
+		}, accesstoken.ErrUnknownKey},
 		{"kid too long", func(t *testing.T) string {
 			return signRaw(t, attacker, "ES256", `{"alg":"ES256","typ":"at+jwt","kid":"`+strings.Repeat("k", 300)+`"}`, claims)
-		}, errMalformed},
+		}, accesstoken.ErrMalformed},
 		{"kid not a string", func(t *testing.T) string {
 			return signRaw(t, signer, alg, `{"alg":"`+alg+`","typ":"at+jwt","kid":["`+kid+`"]}`, claims)
-		}, errMalformed},
+		}, accesstoken.ErrMalformed},
 		{"zero signature (ECDSA r=s=0)", func(t *testing.T) string {
 			return b64(`{"alg":"ES256","typ":"at+jwt","kid":"`+kid+`"}`) + "." + b64(claims) + "." + base64.RawURLEncoding.EncodeToString(make([]byte, 64))
 		}, nil},
 		{"zero signature of the key's alg", func(t *testing.T) string {
 			return parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString(make([]byte, len(parts[2])*3/4))
-		}, errBadSignature},
+		}, accesstoken.ErrBadSignature},
 		{"crit header, validly signed", func(t *testing.T) string {
 			return signRaw(t, signer, alg, hdr(`,"crit":["exp"],"exp":1`), claims)
-		}, errCrit},
+		}, accesstoken.ErrCrit},
 		{"crit null, validly signed", func(t *testing.T) string {
 			return signRaw(t, signer, alg, hdr(`,"crit":null`), claims)
-		}, errCrit},
+		}, accesstoken.ErrCrit},
 		{"b64 false, validly signed", func(t *testing.T) string {
 			return signRaw(t, signer, alg, hdr(`,"b64":false`), claims)
-		}, errMalformed},
+		}, accesstoken.ErrMalformed},
 		{"duplicate alg member, validly signed", func(t *testing.T) string {
 			return signRaw(t, signer, alg, hdr(`,"alg":"none"`), claims)
-		}, errMalformed},
+		}, accesstoken.ErrMalformed},
 		{"other alg of the same family", func(t *testing.T) string {
 			other := map[string]string{"ES256": "ES384", "RS256": "PS256"}[alg]
 			return signRaw(t, signer, alg, `{"alg":"`+other+`","typ":"at+jwt","kid":"`+kid+`"}`, claims)
-		}, errAlgMismatch},
+		}, accesstoken.ErrAlgMismatch},
 		{"no alg", func(t *testing.T) string {
 			return signRaw(t, signer, alg, `{"typ":"at+jwt","kid":"`+kid+`"}`, claims)
-		}, errMalformed},
-		{"header not JSON", func(t *testing.T) string { return b64("alg=ES256") + "." + parts[1] + "." + parts[2] }, errMalformed},
-		{"header JSON array", func(t *testing.T) string { return b64(`["alg"]`) + "." + parts[1] + "." + parts[2] }, errMalformed},
-		{"header with trailing data", func(t *testing.T) string { return b64(hdr("")+"{}") + "." + parts[1] + "." + parts[2] }, errMalformed},
-		{"base64 padding", func(t *testing.T) string { return parts[0] + "=." + parts[1] + "." + parts[2] }, errMalformed},
-		{"standard base64 alphabet", func(t *testing.T) string { return parts[0] + "+/." + parts[1] + "." + parts[2] }, errMalformed},
-		{"space inside", func(t *testing.T) string { return parts[0] + ". " + parts[1] + "." + parts[2] }, errMalformed},
+		}, accesstoken.ErrMalformed},
+		{"header not JSON", func(t *testing.T) string { return b64("alg=ES256") + "." + parts[1] + "." + parts[2] }, accesstoken.ErrMalformed},
+		{"header JSON array", func(t *testing.T) string { return b64(`["alg"]`) + "." + parts[1] + "." + parts[2] }, accesstoken.ErrMalformed},
+		{"header with trailing data", func(t *testing.T) string { return b64(hdr("")+"{}") + "." + parts[1] + "." + parts[2] }, accesstoken.ErrMalformed},
+		{"base64 padding", func(t *testing.T) string { return parts[0] + "=." + parts[1] + "." + parts[2] }, accesstoken.ErrMalformed},
+		{"standard base64 alphabet", func(t *testing.T) string { return parts[0] + "+/." + parts[1] + "." + parts[2] }, accesstoken.ErrMalformed},
+		{"space inside", func(t *testing.T) string { return parts[0] + ". " + parts[1] + "." + parts[2] }, accesstoken.ErrMalformed},
 		{"oversized, otherwise valid", func(t *testing.T) string {
 			c := claimsFor(iss, testIssuerURL)
 			c["padding"] = strings.Repeat("p", MaxAuthorizationSize)
 			return signRaw(t, signer, alg, hdr(""), mustJSON(t, c))
-		}, errTooLarge},
+		}, accesstoken.ErrTooLarge},
 		{"JSON serialization", func(t *testing.T) string {
 			k, err := iss.Keys.Current()
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := jws.Sign([]byte(claims), jws.WithJSON(), jws.WithKey(k.Alg, k.Private))
+			priv, err := jwk.Import(k.Signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := jws.Sign([]byte(claims), jws.WithJSON(), jws.WithKey(k.Alg, priv))
 			if err != nil {
 				t.Fatal(err)
 			}
 			return string(b)
-		}, errNotCompact},
+		}, accesstoken.ErrNotCompact},
 		{"flattened JSON serialization", func(t *testing.T) string {
 			return `{"protected":"` + parts[0] + `","payload":"` + parts[1] + `","signature":"` + parts[2] + `"}`
-		}, errNotCompact},
+		}, accesstoken.ErrNotCompact},
 	}
 	for _, f := range forgeries {
 		t.Run(f.name, func(t *testing.T) {
@@ -240,7 +245,7 @@ func testForgeries(t *testing.T, alg string) {
 				t.Error("the answer echoes the token")
 			}
 			if f.want != nil {
-				if _, err := h.authenticate(t.Context(), []string{"Bearer " + tok}); err != f.want {
+				if _, err := h.check(t.Context(), []string{"Bearer " + tok}); err != f.want {
 					t.Errorf("reason %v, want %v", err, f.want)
 				}
 			}

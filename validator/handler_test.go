@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
+	"github.com/tokengate/tokengate/internal/accesstoken"
 	"github.com/tokengate/tokengate/internal/issuer"
 	"github.com/tokengate/tokengate/internal/testclock"
 )
@@ -153,18 +154,18 @@ func TestTimeChecks(t *testing.T) {
 		want    error
 	}{
 		{"fresh", nil, 0, 0, nil},
-		{"expired beyond leeway", nil, 600*time.Second + 31*time.Second, 0, errExpired},
+		{"expired beyond leeway", nil, 600*time.Second + 31*time.Second, 0, accesstoken.ErrExpired},
 		{"expired within leeway", nil, 600*time.Second + 29*time.Second, 0, nil},
-		{"expired exactly at exp+leeway", nil, 630 * time.Second, 0, errExpired},
-		{"short leeway", nil, 600*time.Second + 2*time.Second, time.Second, errExpired},
-		{"no exp", func(c map[string]any) { delete(c, "exp") }, 0, 0, errNoExpiry},
-		{"exp not a number", func(c map[string]any) { c["exp"] = "tomorrow" }, 0, 0, errBadClaims},
+		{"expired exactly at exp+leeway", nil, 630 * time.Second, 0, accesstoken.ErrExpired},
+		{"short leeway", nil, 600*time.Second + 2*time.Second, time.Second, accesstoken.ErrExpired},
+		{"no exp", func(c map[string]any) { delete(c, "exp") }, 0, 0, accesstoken.ErrNoExpiry},
+		{"exp not a number", func(c map[string]any) { c["exp"] = "tomorrow" }, 0, 0, accesstoken.ErrBadClaims},
 		{"fractional exp", func(c map[string]any) { c["exp"] = float64(now) + 10.5 }, 0, 0, nil},
-		{"nbf in the future beyond leeway", func(c map[string]any) { c["nbf"] = now + 31 }, 0, 0, errNotYetValid},
+		{"nbf in the future beyond leeway", func(c map[string]any) { c["nbf"] = now + 31 }, 0, 0, accesstoken.ErrNotYetValid},
 		{"nbf in the future within leeway", func(c map[string]any) { c["nbf"] = now + 29 }, 0, 0, nil},
-		{"iat in the future beyond leeway", func(c map[string]any) { c["iat"] = now + 31 }, 0, 0, errFutureIssued},
+		{"iat in the future beyond leeway", func(c map[string]any) { c["iat"] = now + 31 }, 0, 0, accesstoken.ErrFutureIssued},
 		{"iat in the future within leeway", func(c map[string]any) { c["iat"] = now + 29 }, 0, 0, nil},
-		{"huge exp", func(c map[string]any) { c["exp"] = 1e300 }, 0, 0, nil},
+		{"huge exp", func(c map[string]any) { c["exp"] = 1e300 }, 0, 0, accesstoken.ErrBadClaims},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,7 +179,7 @@ func TestTimeChecks(t *testing.T) {
 				h.Leeway = caddy.Duration(tt.leeway)
 				h.now = local.Now
 			})
-			_, err := h.authenticate(t.Context(), []string{"Bearer " + tok})
+			_, err := h.check(t.Context(), []string{"Bearer " + tok})
 			if err != tt.want {
 				t.Errorf("got %v, want %v", err, tt.want)
 			}
@@ -195,7 +196,7 @@ func TestCachedTokenStillChecked(t *testing.T) {
 		h.Audience = []string{"https://api.example.com"}
 		h.Scopes = []string{"reports:read"}
 	})
-	read.revocation = revoked
+	read.useVerifier(revokedBy(iss, revoked))
 	admin := newLocal(t, iss, func(h *Handler) {
 		h.Audience = []string{"https://api.example.com"}
 		h.Scopes = []string{"reports:admin"}
@@ -209,7 +210,7 @@ func TestCachedTokenStillChecked(t *testing.T) {
 	if res := do(read, hdr); !res.reached {
 		t.Fatalf("first use refused: %v", res.err)
 	}
-	if lookupCached(cacheKey(at.Token), read.src) == nil {
+	if signed, sig := splitSigned(at.Token); lookupCached(cacheKey(signed), sig, read.src) == nil {
 		t.Fatal("verified token not cached")
 	}
 	if res := do(read, hdr); !res.reached {
@@ -265,22 +266,22 @@ func TestAudienceIssuerAndTyp(t *testing.T) {
 		{"good", hdr("at+jwt"), nil, nil},
 		{"typ application/at+jwt", hdr("application/at+jwt"), nil, nil},
 		{"typ upper case", hdr("AT+JWT"), nil, nil},
-		{"typ missing", hdr(""), nil, errTyp},
-		{"typ JWT (an ID token?)", hdr("JWT"), nil, errTyp},
-		{"typ not a string", `{"alg":"ES256","typ":1,"kid":"` + kid + `"}`, nil, errMalformed},
+		{"typ missing", hdr(""), nil, accesstoken.ErrTyp},
+		{"typ JWT (an ID token?)", hdr("JWT"), nil, accesstoken.ErrTyp},
+		{"typ not a string", `{"alg":"ES256","typ":1,"kid":"` + kid + `"}`, nil, accesstoken.ErrMalformed},
 		{"aud array with ours", hdr("at+jwt"), func(c map[string]any) { c["aud"] = []string{"x", "https://api.example.com"} }, nil},
-		{"wrong aud", hdr("at+jwt"), func(c map[string]any) { c["aud"] = "https://evil.example.com" }, errAudience},
-		{"no aud", hdr("at+jwt"), func(c map[string]any) { delete(c, "aud") }, errAudience},
-		{"aud of wrong type", hdr("at+jwt"), func(c map[string]any) { c["aud"] = 42 }, errBadClaims},
-		{"wrong iss", hdr("at+jwt"), func(c map[string]any) { c["iss"] = "http://localhost:9081" }, errIssuer},
-		{"iss with trailing slash", hdr("at+jwt"), func(c map[string]any) { c["iss"] = testIssuerURL + "/" }, errIssuer},
-		{"no iss", hdr("at+jwt"), func(c map[string]any) { delete(c, "iss") }, errIssuer},
+		{"wrong aud", hdr("at+jwt"), func(c map[string]any) { c["aud"] = "https://evil.example.com" }, accesstoken.ErrAudience},
+		{"no aud", hdr("at+jwt"), func(c map[string]any) { delete(c, "aud") }, accesstoken.ErrAudience},
+		{"aud of wrong type", hdr("at+jwt"), func(c map[string]any) { c["aud"] = 42 }, accesstoken.ErrBadClaims},
+		{"wrong iss", hdr("at+jwt"), func(c map[string]any) { c["iss"] = "http://localhost:9081" }, accesstoken.ErrIssuer},
+		{"iss with trailing slash", hdr("at+jwt"), func(c map[string]any) { c["iss"] = testIssuerURL + "/" }, accesstoken.ErrIssuer},
+		{"no iss", hdr("at+jwt"), func(c map[string]any) { delete(c, "iss") }, accesstoken.ErrIssuer},
 	}
 	h := newLocal(t, iss, func(h *Handler) { h.Audience = []string{"https://api.example.com"} })
 	for _, payload := range []string{`["not","an","object"]`, `null`, `{"exp":1,"exp":2`, `"text"`} {
 		tok := signRaw(t, signer, "ES256", hdr("at+jwt"), payload)
-		if _, err := h.authenticate(t.Context(), []string{"Bearer " + tok}); err != errBadClaims {
-			t.Errorf("payload %s: got %v, want %v", payload, err, errBadClaims)
+		if _, err := h.check(t.Context(), []string{"Bearer " + tok}); err != accesstoken.ErrBadClaims {
+			t.Errorf("payload %s: got %v, want %v", payload, err, accesstoken.ErrBadClaims)
 		}
 	}
 	for _, tt := range tests {
@@ -290,7 +291,7 @@ func TestAudienceIssuerAndTyp(t *testing.T) {
 				tt.claims(c)
 			}
 			tok := signRaw(t, signer, "ES256", tt.header, mustJSON(t, c))
-			if _, err := h.authenticate(t.Context(), []string{"Bearer " + tok}); err != tt.want {
+			if _, err := h.check(t.Context(), []string{"Bearer " + tok}); err != tt.want {
 				t.Errorf("got %v, want %v", err, tt.want)
 			}
 		})
@@ -403,7 +404,7 @@ func TestRevocationHook(t *testing.T) {
 	iss, _ := newIssuer(t, "ES256")
 	h := newLocal(t, iss, nil)
 	revoked := fakeRevocation{}
-	h.revocation = revoked
+	h.useVerifier(revokedBy(iss, revoked))
 	a, err := iss.Issue(defaultAudClient, nil, iss.DefaultAudience())
 	if err != nil {
 		t.Fatal(err)
@@ -480,12 +481,12 @@ func TestEveryIssuerAlgorithm(t *testing.T) {
 			if res := do(h, "Bearer "+tok); !res.reached {
 				t.Fatalf("%s token refused: %v", alg, res.err)
 			}
-			c, err := h.VerifyToken(t.Context(), tok)
+			c, err := h.verifier.Verify(t.Context(), tok)
 			if err != nil || c.ClientID != "plain-client" || c.Scope != "reports:read" {
-				t.Errorf("VerifyToken = %+v, %v", c, err)
+				t.Errorf("Verify = %+v, %v", c, err)
 			}
-			if _, err := h.VerifyToken(t.Context(), tamper(tok)); err == nil {
-				t.Error("VerifyToken accepted a tampered token")
+			if _, err := h.verifier.Verify(t.Context(), tamper(tok)); err == nil {
+				t.Error("Verify accepted a tampered token")
 			}
 		})
 	}

@@ -3,11 +3,9 @@ package validator
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -23,6 +21,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
+	"github.com/tokengate/tokengate/internal/accesstoken"
 	"github.com/tokengate/tokengate/internal/clients"
 	"github.com/tokengate/tokengate/internal/issuer"
 	"github.com/tokengate/tokengate/internal/testclock"
@@ -72,7 +71,7 @@ func newLocal(t testing.TB, iss *issuer.Issuer, mod func(*Handler)) *Handler {
 	if err := h.provisionCommon(); err != nil {
 		t.Fatalf("provisionCommon: %v", err)
 	}
-	if err := h.provisionLocal(iss); err != nil {
+	if err := h.provisionLocal(iss.Local()); err != nil {
 		t.Fatalf("provisionLocal: %v", err)
 	}
 	return h
@@ -146,27 +145,31 @@ func mustJSON(t testing.TB, v any) string {
 // signature form of alg, so tests can craft any header.
 func signRaw(t testing.TB, signer crypto.Signer, alg, header, payload string) string {
 	t.Helper()
-	input := b64(header) + "." + b64(payload)
-	var sig []byte
-	var err error
-	switch alg {
-	case "ES256":
-		sum := sha256.Sum256([]byte(input))
-		var r, s *big.Int
-		r, s, err = ecdsa.Sign(rand.Reader, signer.(*ecdsa.PrivateKey), sum[:])
-		sig = make([]byte, 64)
-		r.FillBytes(sig[:32])
-		s.FillBytes(sig[32:])
-	case "RS256":
-		sum := sha256.Sum256([]byte(input))
-		sig, err = rsa.SignPKCS1v15(rand.Reader, signer.(*rsa.PrivateKey), crypto.SHA256, sum[:])
-	case "EdDSA":
-		sig = ed25519.Sign(signer.(ed25519.PrivateKey), []byte(input))
-	default:
-		t.Fatalf("signRaw: unsupported alg %s", alg)
+	return signEncoded(t, signer, alg, b64(header)+"."+b64(payload))
+}
+
+// signEncoded signs an encoded header.payload through the key's
+// crypto.Signer and appends the JWS signature.
+func signEncoded(t testing.TB, signer crypto.Signer, alg, input string) string {
+	t.Helper()
+	msg, opts := []byte(input), crypto.Hash(0) // EdDSA signs the message itself
+	if alg != "EdDSA" {
+		sum := sha256.Sum256(msg)
+		msg, opts = sum[:], crypto.SHA256
 	}
+	sig, err := signer.Sign(rand.Reader, msg, opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if alg == "ES256" {
+		// JWS wants r and s as 32-byte big-endian integers, not ASN.1.
+		var rs struct{ R, S *big.Int }
+		if _, err := asn1.Unmarshal(sig, &rs); err != nil {
+			t.Fatal(err)
+		}
+		sig = make([]byte, 64)
+		rs.R.FillBytes(sig[:32])
+		rs.S.FillBytes(sig[32:])
 	}
 	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
@@ -195,6 +198,14 @@ type fakeRevocation map[string]bool
 
 func (f fakeRevocation) IsRevoked(jti string) bool { return f[jti] }
 
+// revokedBy is how iss's tokens are verified, with revoked's revocations
+// instead of the issuer's.
+func revokedBy(iss *issuer.Issuer, revoked fakeRevocation) accesstoken.VerifierConfig {
+	cfg := iss.VerifierConfig()
+	cfg.Revoked = revoked.IsRevoked
+	return cfg
+}
+
 // tamper changes one character in the middle of a token's signature.
 func tamper(tok string) string {
 	i := len(tok) - 10
@@ -203,4 +214,16 @@ func tamper(tok string) string {
 		c = 'B'
 	}
 	return tok[:i] + string(c) + tok[i+1:]
+}
+
+// cachedEntriesOf counts the verified-token cache entries of the token
+// with this jti.
+func cachedEntriesOf(jti string) int {
+	n := 0
+	for _, it := range tokenCache.Items() {
+		if it.Object.(*cachedToken).Claims.JTI == jti {
+			n++
+		}
+	}
+	return n
 }

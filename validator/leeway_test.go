@@ -27,7 +27,7 @@ func TestLeewayOverRevocationMarginRevivesRevokedToken(t *testing.T) {
 	h := &Handler{Leeway: caddy.Duration(10 * time.Minute), logger: zap.NewNop()}
 	err := h.provisionCommon()
 	if err == nil {
-		err = h.provisionLocal(iss)
+		err = h.provisionLocal(iss.Local())
 	}
 	if err == nil {
 		// Today's code: the route provisions; show the attack.

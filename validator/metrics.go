@@ -3,6 +3,7 @@ package validator
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tokengate/tokengate/internal/accesstoken"
 	"github.com/tokengate/tokengate/internal/metrics"
 )
 
@@ -10,14 +11,14 @@ import (
 var (
 	validationCounters = func() map[error]prometheus.Counter {
 		m := map[error]prometheus.Counter{
-			errNoToken:       nil,
-			errExpired:       nil,
-			errNotYetValid:   nil,
-			errFutureIssued:  nil,
-			errAudience:      nil,
-			errInsufficient:  nil,
-			errClaimMismatch: nil,
-			errRevoked:       nil,
+			errNoToken:                  nil,
+			accesstoken.ErrExpired:      nil,
+			accesstoken.ErrNotYetValid:  nil,
+			accesstoken.ErrFutureIssued: nil,
+			accesstoken.ErrAudience:     nil,
+			errInsufficient:             nil,
+			errClaimMismatch:            nil,
+			accesstoken.ErrRevoked:      nil,
 		}
 		for reason := range m {
 			m[reason] = metrics.Validations.WithLabelValues(resultLabel(reason))
@@ -38,13 +39,13 @@ func resultLabel(reason error) string {
 		return "ok"
 	case errNoToken:
 		return "missing"
-	case errExpired, errNotYetValid, errFutureIssued:
+	case accesstoken.ErrExpired, accesstoken.ErrNotYetValid, accesstoken.ErrFutureIssued:
 		return "expired"
-	case errAudience:
+	case accesstoken.ErrAudience:
 		return "audience"
 	case errInsufficient, errClaimMismatch:
 		return "scope"
-	case errRevoked:
+	case accesstoken.ErrRevoked:
 		return "revoked"
 	}
 	return "invalid"

@@ -3,6 +3,8 @@ package validator
 import (
 	"strconv"
 	"strings"
+
+	"github.com/tokengate/tokengate/internal/accesstoken"
 )
 
 // placeholderPrefix is the namespace of the identity placeholders, the one
@@ -10,10 +12,14 @@ import (
 // access log records as user_id).
 const placeholderPrefix = "http.auth.user."
 
-// placeholder provides the identity placeholders of an accepted token. It is
-// mapped into the request's replacer, so values are only rendered when a
+// placeholders provides the identity placeholders of an accepted token. It
+// is mapped into the request's replacer, so values are only rendered when a
 // placeholder is used.
-func (c *Claims) placeholder(key string) (any, bool) {
+func placeholders(c *accesstoken.Claims) func(key string) (any, bool) {
+	return func(key string) (any, bool) { return placeholder(c, key) }
+}
+
+func placeholder(c *accesstoken.Claims, key string) (any, bool) {
 	if !strings.HasPrefix(key, placeholderPrefix) {
 		return nil, false
 	}
@@ -34,8 +40,7 @@ func (c *Claims) placeholder(key string) (any, bool) {
 		return strconv.FormatInt(c.Expiry, 10), true
 	default:
 		if claim, ok := strings.CutPrefix(name, "claims."); ok {
-			v, ok := c.maps().rendered[claim]
-			return v, ok
+			return c.Claim(claim)
 		}
 	}
 	return nil, false

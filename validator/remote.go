@@ -21,6 +21,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"go.uber.org/zap"
+
+	"github.com/tokengate/tokengate/internal/accesstoken"
 )
 
 // Bounds on what a remote issuer may make the validator fetch and hold.
@@ -94,8 +96,8 @@ type remoteKeys struct {
 
 // remoteSet is one fetched key set.
 type remoteSet struct {
-	byKID map[string]*verifyKey
-	only  *verifyKey // the key of a one-key set, for tokens without kid
+	byKID map[string]*accesstoken.Key
+	only  *accesstoken.Key // the key of a one-key set, for tokens without kid
 }
 
 func newRemoteKeys(issuer, jwksURL string, refresh time.Duration, logger *zap.Logger) *remoteKeys {
@@ -165,26 +167,29 @@ func (f *remoteKeys) Destruct() error {
 	return nil
 }
 
-func (f *remoteKeys) key(ctx context.Context, kid string) (*verifyKey, error) {
+// Key finds a key of the issuer, refetching its key set (rate-limited) for
+// an unknown kid.
+func (f *remoteKeys) Key(ctx context.Context, kid string) (*accesstoken.Key, error) {
 	if k := f.snap.Load().find(kid); k != nil {
 		return k, nil
 	}
 	f.refetch(ctx)
 	s := f.snap.Load()
 	if s == nil {
-		return nil, errNoKeys
+		return nil, accesstoken.ErrNoKeys
 	}
 	if k := s.find(kid); k != nil {
 		return k, nil
 	}
-	return nil, errUnknownKey
+	return nil, accesstoken.ErrUnknownKey
 }
 
-func (f *remoteKeys) published(kid string) bool {
+// Published reports whether kid is in the last key set fetched.
+func (f *remoteKeys) Published(kid string) bool {
 	return f.snap.Load().find(kid) != nil
 }
 
-func (s *remoteSet) find(kid string) *verifyKey {
+func (s *remoteSet) find(kid string) *accesstoken.Key {
 	if s == nil {
 		return nil
 	}
@@ -368,21 +373,21 @@ func parseJWKS(body []byte) (*remoteSet, []string, error) {
 	if len(doc.Keys) > maxRemoteKeys {
 		return nil, nil, fmt.Errorf("%d keys, more than the %d accepted", len(doc.Keys), maxRemoteKeys)
 	}
-	set := &remoteSet{byKID: make(map[string]*verifyKey, len(doc.Keys))}
+	set := &remoteSet{byKID: make(map[string]*accesstoken.Key, len(doc.Keys))}
 	var skipped []string
-	var all []*verifyKey
+	var all []*accesstoken.Key
 	for i, raw := range doc.Keys {
 		k, err := usableKey(raw)
 		if err != nil {
 			skipped = append(skipped, fmt.Sprintf("key %d: %v", i, err))
 			continue
 		}
-		if _, dup := set.byKID[k.kid]; dup {
-			skipped = append(skipped, fmt.Sprintf("key %d: duplicate kid %q", i, k.kid))
+		if _, dup := set.byKID[k.KID]; dup {
+			skipped = append(skipped, fmt.Sprintf("key %d: duplicate kid %q", i, k.KID))
 			continue
 		}
-		if k.kid != "" {
-			set.byKID[k.kid] = k
+		if k.KID != "" {
+			set.byKID[k.KID] = k
 		}
 		all = append(all, k)
 	}
@@ -396,7 +401,7 @@ func parseJWKS(body []byte) (*remoteSet, []string, error) {
 }
 
 // usableKey turns one JWK into a verification key.
-func usableKey(raw json.RawMessage) (*verifyKey, error) {
+func usableKey(raw json.RawMessage) (*accesstoken.Key, error) {
 	k, err := jwk.ParseKey(raw)
 	if err != nil {
 		return nil, fmt.Errorf("parsing: %v", err)
@@ -429,7 +434,7 @@ func usableKey(raw json.RawMessage) (*verifyKey, error) {
 	if err := algFits(alg, pub); err != nil {
 		return nil, err
 	}
-	return &verifyKey{kid: kid, alg: alg, pub: pub}, nil
+	return &accesstoken.Key{KID: kid, Alg: alg, Public: pub}, nil
 }
 
 // impliedAlg is the algorithm of a JWK without alg, when its type leaves

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/tokengate/tokengate/internal/accesstoken"
 	"github.com/tokengate/tokengate/internal/testclock"
 )
 
@@ -173,11 +174,10 @@ func newRemote(t *testing.T, p *idp, jwksURL string, clk *clock, mod func(*Handl
 		mod(h)
 	}
 	h.audience = h.Audience
-	h.issuerID = p.srv.URL
-	h.remote, h.src = f, f
 	if err := h.provisionCommon(); err != nil {
 		t.Fatal(err)
 	}
+	h.useRemote(p.srv.URL, f)
 	return h
 }
 
@@ -222,7 +222,7 @@ func TestRemoteDiscoveryIssuerMismatch(t *testing.T) {
 	clk := newClock()
 	h := newRemote(t, p, "", clk, nil)
 	res := do(h, "Bearer "+p.token(t, "k1", "JWT", clk, nil))
-	if res.reached || !strings.Contains(res.www, errNoKeys.Error()) {
+	if res.reached || !strings.Contains(res.www, accesstoken.ErrNoKeys.Error()) {
 		t.Errorf("metadata of another issuer trusted: reached=%v www=%q", res.reached, res.www)
 	}
 	if p.jwksHits.Load() != 0 {
@@ -396,8 +396,8 @@ func TestRemoteStartsWhenIdPHangs(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("start took %v", d)
 	}
-	if _, err := f.key(t.Context(), "k1"); err != errNoKeys {
-		t.Errorf("key before any fetch: %v, want %v", err, errNoKeys)
+	if _, err := f.Key(t.Context(), "k1"); err != accesstoken.ErrNoKeys {
+		t.Errorf("key before any fetch: %v, want %v", err, accesstoken.ErrNoKeys)
 	}
 }
 
@@ -475,7 +475,7 @@ func TestParseJWKS(t *testing.T) {
 			set, skipped, err := parseJWKS([]byte(mustJSON(t, map[string]any{"keys": []any{k}})))
 			if tt.wantAlg == "" {
 				if err == nil {
-					t.Fatalf("key kept with alg %s", set.byKID["k"].alg.String())
+					t.Fatalf("key kept with alg %s", set.byKID["k"].Alg.String())
 				}
 				if len(skipped) != 1 {
 					t.Errorf("skipped reasons %v", skipped)
@@ -485,7 +485,7 @@ func TestParseJWKS(t *testing.T) {
 			if err != nil {
 				t.Fatalf("refused: %v (%v)", err, skipped)
 			}
-			if got := set.byKID["k"].alg.String(); got != tt.wantAlg {
+			if got := set.byKID["k"].Alg.String(); got != tt.wantAlg {
 				t.Errorf("alg %s, want %s", got, tt.wantAlg)
 			}
 		})
@@ -503,7 +503,7 @@ func TestParseJWKS(t *testing.T) {
 	t.Run("duplicate kid keeps the first", func(t *testing.T) {
 		a, b := with(ecKey(elliptic.P256()), "kid", "k"), with(ecKey(elliptic.P384()), "kid", "k")
 		set, skipped, err := parseJWKS([]byte(mustJSON(t, map[string]any{"keys": []any{a, b}})))
-		if err != nil || len(skipped) != 1 || set.byKID["k"].alg.String() != "ES256" {
+		if err != nil || len(skipped) != 1 || set.byKID["k"].Alg.String() != "ES256" {
 			t.Errorf("err=%v skipped=%v", err, skipped)
 		}
 	})

@@ -2,119 +2,75 @@ package validator
 
 import (
 	"context"
-	"math"
-	"strings"
-	"time"
+
+	"github.com/tokengate/tokengate/internal/accesstoken"
 )
 
-// verify returns the verified form of a token: from the cache when this
-// route's key source verified it before and its key is still published,
-// else by checking its signature. It checks nothing route-specific.
-func (h *Handler) verify(ctx context.Context, tok string) (*cached, error) {
-	ck := cacheKey(tok)
-	if !h.noCache {
-		if e := lookupCached(ck, h.src); e != nil && h.src.published(e.kid) {
-			cacheHit.Inc()
-			return e, nil
-		}
-		cacheMiss.Inc()
-	}
-	hdrEnc, payloadEnc, sigEnc, err := splitCompact(tok)
+// check verifies the bearer token of a request's Authorization header
+// values for this route, top to bottom:
+//
+//  1. the credential: one `Authorization: Bearer` header, size-capped;
+//  2. the token's signature and claims (accesstoken), or the verified
+//     token cached when this route's key source verified the same
+//     signature before and its key is still published;
+//  3. the token's validity (accesstoken): typ, exp/nbf/iat with leeway,
+//     issuer, audience, revocation;
+//  4. the route's policy: required claims, then scopes.
+func (h *Handler) check(ctx context.Context, auth []string) (*accesstoken.Claims, error) {
+	tok, err := bearerToken(auth)
 	if err != nil {
 		return nil, err
 	}
-	hdr, known := cachedHeader(hdrEnc)
-	if !known {
-		if hdr, err = parseHeader(hdrEnc); err != nil {
-			return nil, err
-		}
-	}
-	if strings.EqualFold(hdr.Alg, "none") {
-		return nil, errUnsigned
-	}
-	if hdr.HasCrit {
-		// No extension is understood, so any critical one must fail
-		// (RFC 7515 §4.1.11).
-		return nil, errCrit
-	}
-	if hdr.HasB64 {
-		return nil, errMalformed // RFC 7797 unencoded payloads are not for tokens
-	}
-	k, err := h.src.key(ctx, hdr.KID)
+	t, err := h.verifySignature(ctx, tok)
 	if err != nil {
 		return nil, err
 	}
-	// The key decides the algorithm. A token naming another one (HS256
-	// with the public key as secret, a downgrade) is refused outright.
-	if hdr.Alg != k.alg.String() {
-		return nil, errAlgMismatch
-	}
-	payload, err := verifySignature(k, tok, payloadEnc, sigEnc)
-	if err != nil {
+	if err := h.verifier.Check(t); err != nil {
 		return nil, err
 	}
-	if !known {
-		rememberHeader(hdrEnc, hdr)
-	}
-	c, err := parseClaims(payload)
-	if err != nil {
-		return nil, err
-	}
-	e := &cached{src: h.src, kid: k.kid, typ: hdr.Typ, claims: c}
-	if !h.noCache && c.hasExp {
-		storeCached(ck, e, h.now())
-	}
-	return e, nil
-}
-
-// check applies the route's requirements to a verified token, in this
-// order: typ, expiry and validity times, issuer, audience, revocation,
-// required claims, scopes.
-func (h *Handler) check(e *cached) error {
-	c := e.claims
-	if (h.local || h.RequireTyp) && !isAccessTokenTyp(e.typ) {
-		return errTyp
-	}
-	if !c.hasExp {
-		return errNoExpiry
-	}
-	now := h.now().Unix()
-	leeway := int64(time.Duration(h.Leeway) / time.Second)
-	if now >= sat(c.Expiry, leeway) {
-		return errExpired
-	}
-	if c.NotBefore != 0 && sat(now, leeway) < c.NotBefore {
-		return errNotYetValid
-	}
-	if c.IssuedAt != 0 && c.IssuedAt > sat(now, leeway) {
-		return errFutureIssued
-	}
-	if c.Issuer != h.issuerID {
-		return errIssuer
-	}
-	if !h.anyAudience && !c.hasAudience(h.audience) {
-		return errAudience
-	}
-	if h.revocation != nil && c.JTI != "" && h.revocation.IsRevoked(c.JTI) {
-		return errRevoked
-	}
+	c := t.Claims
 	for name, want := range h.Claims {
-		if !c.matches(name, want) {
-			return errClaimMismatch
+		if !matches(c.Values(name), want) {
+			return nil, errClaimMismatch
 		}
 	}
 	for _, s := range h.Scopes {
-		if !c.hasScope(s) {
-			return errInsufficient
+		if !c.HasScope(s) {
+			return nil, errInsufficient
 		}
 	}
-	return nil
+	return c, nil
 }
 
-// sat adds b >= 0 to a, saturating instead of overflowing.
-func sat(a, b int64) int64 {
-	if a > math.MaxInt64-b {
-		return math.MaxInt64
+// verifySignature returns the verified form of a token: from the cache
+// when possible, else from accesstoken, caching it until its expiry.
+func (h *Handler) verifySignature(ctx context.Context, tok string) (*accesstoken.Token, error) {
+	if h.noCache {
+		return h.verifier.VerifySignature(ctx, tok)
 	}
-	return a + b
+	signed, sig := splitSigned(tok)
+	key := cacheKey(signed)
+	if e := lookupCached(key, sig, h.src); e != nil && h.src.Published(e.KID) {
+		cacheHit.Inc()
+		return e.Token, nil
+	}
+	cacheMiss.Inc()
+	t, err := h.verifier.VerifySignature(ctx, tok)
+	if err != nil {
+		return nil, err
+	}
+	storeCached(key, &cachedToken{src: h.src, sig: sig, size: len(tok) + entryOverhead, Token: t}, h.now())
+	return t, nil
+}
+
+// matches reports whether one of a claim's values is among want.
+func matches(values, want []string) bool {
+	for _, v := range values {
+		for _, w := range want {
+			if v == w {
+				return true
+			}
+		}
+	}
+	return false
 }

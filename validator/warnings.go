@@ -5,7 +5,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/tokengate/tokengate/internal/issuer"
+	"github.com/tokengate/tokengate/internal/localissuer"
 )
 
 // warnUnreachable logs a warning at load when no client configured in the
@@ -14,14 +14,11 @@ import (
 // audiences (401), or those that may get the scopes are not those whose
 // tokens carry the audience. Each is a valid config, typically a typo, and
 // slow to find from the refusals alone.
-func (h *Handler) warnUnreachable(iss *issuer.Issuer) {
-	if h.anyAudience {
-		return // the issuer's own endpoints, not a route
-	}
+func (h *Handler) warnUnreachable(iss localissuer.Issuer) {
 	var scoped, aimed, both bool
-	for _, c := range iss.Config.Clients {
-		s := containsAll(c.Scopes, h.Scopes)
-		a := slices.ContainsFunc(iss.Audience(c), func(aud string) bool { return slices.Contains(h.audience, aud) })
+	for _, g := range iss.Grants {
+		s := containsAll(g.Scopes, h.Scopes)
+		a := slices.ContainsFunc(g.Audience, func(aud string) bool { return slices.Contains(h.audience, aud) })
 		scoped, aimed, both = scoped || s, aimed || a, both || (s && a)
 	}
 	fields := []zap.Field{zap.String("issuer", iss.Name), zap.Strings("scopes", h.Scopes), zap.Strings("audience", h.audience)}

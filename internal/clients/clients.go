@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/tokengate/tokengate/internal/accesstoken"
 )
 
 // Grant types a client may be allowed.
@@ -130,7 +132,7 @@ func (c *Config) Validate(replaced bool) error {
 		}
 	}
 	for _, s := range c.Scopes {
-		if !ValidScopeToken(s) {
+		if !accesstoken.ValidScopeToken(s) {
 			return fail("scopes", "invalid scope %q", s)
 		}
 	}
@@ -167,19 +169,4 @@ func (c *Config) Allows(g string) bool {
 		return g == GrantClientCredentials
 	}
 	return slices.Contains(c.GrantTypes, g)
-}
-
-// ValidScopeToken reports whether s is a scope-token of RFC 6749 §3.3:
-// one or more of %x21 / %x23-5B / %x5D-7E.
-func ValidScopeToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c == 0x22 || c == 0x5C || c > 0x7E {
-			return false
-		}
-	}
-	return true
 }

@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -17,30 +16,28 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
-	"github.com/lestrrat-go/jwx/v3/jws"
 	"go.uber.org/zap"
 
+	"github.com/tokengate/tokengate/internal/accesstoken"
 	"github.com/tokengate/tokengate/internal/clients"
 	"github.com/tokengate/tokengate/internal/keys"
+	"github.com/tokengate/tokengate/internal/localissuer"
 	"github.com/tokengate/tokengate/internal/refresh"
 	"github.com/tokengate/tokengate/internal/revocation"
 	"github.com/tokengate/tokengate/internal/throttle"
 )
 
 // AppName is the Caddy app (module ID) holding the issuers.
-const AppName = "tokengate"
+const AppName = localissuer.AppName
 
 // DefaultName is the name of an issuer configured without one.
-const DefaultName = "default"
+const DefaultName = localissuer.DefaultName
 
-// Provider is implemented by the tokengate app; handlers use it to find the
-// issuer they serve or trust without importing the app's package.
+// Provider is implemented by the tokengate app; oauth_token uses it to find
+// the issuer it serves without importing the app's package (bearer_auth
+// needs less: localissuer.Issuers).
 type Provider interface {
 	Issuer(name string) (*Issuer, error)
-	// IssuerByURL finds an issuer of this instance by its issuer URL (a
-	// trailing slash aside), so a route that names its own instance's
-	// issuer by URL reads the keys in process instead of fetching them.
-	IssuerByURL(url string) (*Issuer, bool)
 }
 
 // Issuer is a provisioned OAuth authorization server.
@@ -186,8 +183,33 @@ func (i *Issuer) every(ctx context.Context, interval time.Duration, f func()) {
 }
 
 // IsRevoked reports whether the access token with this jti was revoked. It
-// is a map lookup; the validator calls it on every request.
+// is a map lookup; verifiers call it on every request.
 func (i *Issuer) IsRevoked(jti string) bool { return i.Revocations.IsRevoked(jti) }
+
+// Local is the issuer as a gate of this instance sees it.
+func (i *Issuer) Local() localissuer.Issuer {
+	li := localissuer.Issuer{Name: i.Name, Verifier: i.VerifierConfig()}
+	for _, c := range i.Config.Clients {
+		li.Grants = append(li.Grants, localissuer.Grant{Scopes: c.Scopes, Audience: i.Audience(c)})
+	}
+	return li
+}
+
+// VerifierConfig is how the issuer's own access tokens are verified in
+// this process: with its keys, its issuer URL, its default audience, typ
+// at+jwt required, its revocations refused, its clock, and the default
+// leeway.
+func (i *Issuer) VerifierConfig() accesstoken.VerifierConfig {
+	return accesstoken.VerifierConfig{
+		Keys:       accesstoken.LocalKeys{Keys: i.Keys},
+		Issuer:     i.Config.Issuer,
+		Audience:   i.DefaultAudience(),
+		Leeway:     accesstoken.DefaultLeeway,
+		RequireTyp: true,
+		Revoked:    i.IsRevoked,
+		Now:        func() time.Time { return i.Now() },
+	}
+}
 
 // Stop ends the background work and waits for it.
 func (i *Issuer) Stop() {
@@ -196,9 +218,6 @@ func (i *Issuer) Stop() {
 		i.wg.Wait()
 	}
 }
-
-// Logger returns the issuer's logger.
-func (i *Issuer) Logger() *zap.Logger { return i.logger }
 
 // TokenTTL is the access token lifetime of a client.
 func (i *Issuer) TokenTTL(c *clients.Config) time.Duration {
@@ -219,50 +238,10 @@ func (i *Issuer) Audience(c *clients.Config) []string {
 	return i.DefaultAudience()
 }
 
-// Claims are the claims of an access token (RFC 9068 §2.2).
-type Claims struct {
-	Issuer    string   `json:"iss"`
-	Subject   string   `json:"sub"`
-	Audience  Audience `json:"aud"`
-	Expiry    int64    `json:"exp"`
-	NotBefore int64    `json:"nbf"`
-	IssuedAt  int64    `json:"iat"`
-	JTI       string   `json:"jti"`
-	ClientID  string   `json:"client_id"`
-	Scope     string   `json:"scope,omitempty"`
-}
-
-// Audience is the `aud` claim: a string when it holds one value (the form
-// most libraries expect), an array otherwise.
-type Audience []string
-
-// MarshalJSON writes one audience as a string.
-func (a Audience) MarshalJSON() ([]byte, error) {
-	if len(a) == 1 {
-		return json.Marshal(a[0])
-	}
-	return json.Marshal([]string(a))
-}
-
-// UnmarshalJSON reads a string or an array of strings.
-func (a *Audience) UnmarshalJSON(b []byte) error {
-	var one string
-	if err := json.Unmarshal(b, &one); err == nil {
-		*a = Audience{one}
-		return nil
-	}
-	var many []string
-	if err := json.Unmarshal(b, &many); err != nil {
-		return err
-	}
-	*a = many
-	return nil
-}
-
 // AccessToken is a signed access token and what it says.
 type AccessToken struct {
 	Token  string
-	Claims Claims
+	Claims *accesstoken.Claims
 	TTL    time.Duration
 }
 
@@ -279,7 +258,7 @@ func (i *Issuer) Issue(c *clients.Config, scopes, aud []string) (*AccessToken, e
 	}
 	now := i.Now()
 	ttl := i.TokenTTL(c)
-	cl := Claims{
+	cl := &accesstoken.Claims{
 		Issuer:    i.Config.Issuer,
 		Subject:   c.ClientID,
 		Audience:  aud,
@@ -290,28 +269,11 @@ func (i *Issuer) Issue(c *clients.Config, scopes, aud []string) (*AccessToken, e
 		ClientID:  c.ClientID,
 		Scope:     strings.Join(scopes, " "),
 	}
-	tok, err := signAccessToken(key, &cl)
-	if err != errNoFastPath {
-		if err != nil {
-			return nil, err
-		}
-		return &AccessToken{Token: tok, Claims: cl, TTL: ttl}, nil
-	}
-	payload, err := json.Marshal(cl)
+	tok, err := accesstoken.Sign(key, cl)
 	if err != nil {
 		return nil, err
 	}
-	hdr := jws.NewHeaders()
-	for name, v := range map[string]any{jws.TypeKey: "at+jwt", jws.KeyIDKey: key.KID} {
-		if err := hdr.Set(name, v); err != nil {
-			return nil, err
-		}
-	}
-	signed, err := jws.Sign(payload, jws.WithKey(key.Alg, key.Private, jws.WithProtectedHeaders(hdr)))
-	if err != nil {
-		return nil, fmt.Errorf("signing access token: %v", err)
-	}
-	return &AccessToken{Token: string(signed), Claims: cl, TTL: ttl}, nil
+	return &AccessToken{Token: tok, Claims: cl, TTL: ttl}, nil
 }
 
 // Metadata is the RFC 8414 authorization server metadata.

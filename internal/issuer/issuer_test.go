@@ -240,33 +240,6 @@ func TestClaimForms(t *testing.T) {
 	}
 }
 
-func TestAudienceJSON(t *testing.T) {
-	tests := []struct {
-		aud  Audience
-		json string
-	}{
-		{Audience{"a"}, `"a"`},
-		{Audience{"a", "b"}, `["a","b"]`},
-		{Audience{}, `[]`},
-	}
-	for _, tt := range tests {
-		got, err := json.Marshal(tt.aud)
-		if err != nil || string(got) != tt.json {
-			t.Errorf("Marshal(%v) = %s, %v; want %s", tt.aud, got, err, tt.json)
-		}
-		var back Audience
-		if err := json.Unmarshal(got, &back); err != nil || !reflect.DeepEqual(back, tt.aud) {
-			t.Errorf("Unmarshal(%s) = %v, %v; want %v", got, back, err, tt.aud)
-		}
-	}
-	var a Audience
-	for _, bad := range []string{`1`, `{"a":1}`, `[1]`} {
-		if err := json.Unmarshal([]byte(bad), &a); err == nil {
-			t.Errorf("Unmarshal(%s) succeeded", bad)
-		}
-	}
-}
-
 func TestJTIUnique(t *testing.T) {
 	iss, _ := newIssuer(t, baseConfig(), &certmagic.FileStorage{Path: t.TempDir()})
 	c := client(t, iss, "reports")

@@ -28,7 +28,6 @@ type Key struct {
 	KID       string
 	Alg       jwa.SignatureAlgorithm
 	Signer    crypto.Signer
-	Private   jwk.Key // carries kid and alg, for jws.Sign
 	Public    jwk.Key // carries kid, alg and use=sig
 	Created   time.Time
 	Activates time.Time // the key signs from this time on
@@ -87,8 +86,7 @@ type Manager struct {
 type snapshot struct {
 	keys  []*Key // ascending by Activates
 	byKID map[string]*Key
-	set   jwk.Set
-	jwks  []byte
+	jwks  []byte // the public keys as a JWK set
 }
 
 // New makes a Manager; call Load before use.
@@ -232,14 +230,6 @@ func (m *Manager) JWKS() []byte {
 		return s.jwks
 	}
 	return []byte(`{"keys":[]}`)
-}
-
-// PublicSet returns the published public keys.
-func (m *Manager) PublicSet() jwk.Set {
-	if s := m.snap.Load(); s != nil {
-		return s.set
-	}
-	return jwk.NewSet()
 }
 
 // reload reads the stored key set and publishes it.
@@ -413,32 +403,29 @@ func newKey(kid, alg string, signer crypto.Signer, created, activates time.Time)
 	if !ok {
 		return nil, fmt.Errorf("signing key %q: unknown algorithm %q", kid, alg)
 	}
-	priv, err := jwk.Import(signer)
+	pub, err := jwk.Import(signer.Public())
 	if err != nil {
 		return nil, fmt.Errorf("signing key %q: %v", kid, err)
 	}
 	for name, v := range map[string]any{jwk.KeyIDKey: kid, jwk.AlgorithmKey: a, jwk.KeyUsageKey: "sig"} {
-		if err := priv.Set(name, v); err != nil {
+		if err := pub.Set(name, v); err != nil {
 			return nil, fmt.Errorf("signing key %q: setting %s: %v", kid, name, err)
 		}
 	}
-	pub, err := priv.PublicKey()
-	if err != nil {
-		return nil, fmt.Errorf("signing key %q: %v", kid, err)
-	}
-	return &Key{KID: kid, Alg: a, Signer: signer, Private: priv, Public: pub, Created: created, Activates: activates}, nil
+	return &Key{KID: kid, Alg: a, Signer: signer, Public: pub, Created: created, Activates: activates}, nil
 }
 
 func (m *Manager) publish(keys []*Key) error {
 	sort.SliceStable(keys, func(i, j int) bool { return keys[i].Activates.Before(keys[j].Activates) })
-	s := &snapshot{keys: keys, byKID: make(map[string]*Key, len(keys)), set: jwk.NewSet()}
+	s := &snapshot{keys: keys, byKID: make(map[string]*Key, len(keys))}
+	set := jwk.NewSet()
 	for _, k := range keys {
 		s.byKID[k.KID] = k
-		if err := s.set.AddKey(k.Public); err != nil {
+		if err := set.AddKey(k.Public); err != nil {
 			return fmt.Errorf("publishing key %q: %v", k.KID, err)
 		}
 	}
-	data, err := json.Marshal(s.set)
+	data, err := json.Marshal(set)
 	if err != nil {
 		return fmt.Errorf("encoding JWKS: %v", err)
 	}

@@ -1,22 +1,36 @@
-package issuer
+package accesstoken
 
 import (
-	"encoding/base64"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/certmagic"
+	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
 	"github.com/tokengate/tokengate/internal/keys"
 )
 
-// signJWX is how Issue signed before signAccessToken: the generic jwx path.
-// The direct path must produce the same header and payload.
-func signJWX(t testing.TB, key *keys.Key, cl *Claims) string {
+// issuedClaims is the claims document as the issuer wrote it through
+// json.Marshal before Sign: every member, in this order.
+type issuedClaims struct {
+	Issuer    string   `json:"iss"`
+	Subject   string   `json:"sub"`
+	Audience  Audience `json:"aud"`
+	Expiry    int64    `json:"exp"`
+	NotBefore int64    `json:"nbf"`
+	IssuedAt  int64    `json:"iat"`
+	JTI       string   `json:"jti"`
+	ClientID  string   `json:"client_id"`
+	Scope     string   `json:"scope,omitempty"`
+}
+
+// signJWX is the generic jwx path Sign replaces; Sign must produce the
+// same header and payload.
+func signJWX(t testing.TB, key *keys.Key, priv jwk.Key, cl *Claims) string {
 	t.Helper()
-	payload, err := json.Marshal(cl)
+	payload, err := json.Marshal(issuedClaims{cl.Issuer, cl.Subject, cl.Audience, cl.Expiry, cl.NotBefore, cl.IssuedAt, cl.JTI, cl.ClientID, cl.Scope})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +41,7 @@ func signJWX(t testing.TB, key *keys.Key, cl *Claims) string {
 	if err := hdr.Set(jws.KeyIDKey, key.KID); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := jws.Sign(payload, jws.WithKey(key.Alg, key.Private, jws.WithProtectedHeaders(hdr)))
+	tok, err := jws.Sign(payload, jws.WithKey(key.Alg, priv, jws.WithProtectedHeaders(hdr)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,28 +49,23 @@ func signJWX(t testing.TB, key *keys.Key, cl *Claims) string {
 }
 
 func TestSignMatchesJWX(t *testing.T) {
-	claims := []Claims{
+	claims := []*Claims{
 		{Issuer: testIssuer, Subject: "reports", Audience: Audience{testIssuer}, Expiry: 1800003600, NotBefore: 1800000000, IssuedAt: 1800000000, JTI: "abc_-1", ClientID: "reports", Scope: "read write"},
 		{Issuer: testIssuer, Subject: "x", Audience: Audience{"a", "b"}, JTI: "j", ClientID: "x"},
 		{Issuer: testIssuer, Subject: "x", Audience: nil, JTI: "j", ClientID: "x"},
 		{Issuer: testIssuer, Subject: "x", Audience: Audience{}, JTI: "j", ClientID: "x"},
 		{Issuer: `https://a.example/<&>"\` + "\x01\u00e9\u2028\xff", Subject: "é", Audience: Audience{"\t"}, JTI: "j", ClientID: "x", Scope: "a\"b"},
 	}
-	for _, alg := range []string{keys.ES256, keys.EdDSA, keys.RS256, keys.PS256} {
+	for _, alg := range testAlgs {
 		t.Run(alg, func(t *testing.T) {
-			cfg := baseConfig()
-			cfg.SigningAlg = alg
-			iss, _ := newIssuer(t, cfg, &certmagic.FileStorage{Path: t.TempDir()})
-			key, err := iss.Keys.Current()
-			if err != nil {
-				t.Fatal(err)
-			}
+			key := newKey(t, alg)
+			priv := privateJWK(t, key)
 			for _, cl := range claims {
-				got, err := signAccessToken(key, &cl)
+				got, err := Sign(key, cl)
 				if err != nil {
 					t.Fatal(err)
 				}
-				want := signJWX(t, key, &cl)
+				want := signJWX(t, key, priv, cl)
 				g, w := strings.Split(got, "."), strings.Split(want, ".")
 				if len(g) != 3 {
 					t.Fatalf("not a compact JWS: %q", got)
@@ -78,15 +87,6 @@ func TestSignMatchesJWX(t *testing.T) {
 	}
 }
 
-func decode(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func FuzzAppendString(f *testing.F) {
 	for _, s := range []string{"", "plain", `"`, `\`, "<>&", "\x00\x1f", "\u2028", "\xff", "é"} {
 		f.Add(s)
@@ -97,4 +97,33 @@ func FuzzAppendString(f *testing.F) {
 			t.Errorf("appendString(%q) = %s, json.Marshal = %s", s, got, want)
 		}
 	})
+}
+
+// TestAudienceJSON: one audience is written as a string, several as an
+// array, and ParseClaims reads back what is written; anything but a string
+// or an array of strings is refused.
+func TestAudienceJSON(t *testing.T) {
+	tests := []struct {
+		aud  Audience
+		json string
+	}{
+		{Audience{"a"}, `"a"`},
+		{Audience{"a", "b"}, `["a","b"]`},
+		{Audience{}, `[]`},
+	}
+	for _, tt := range tests {
+		got, err := json.Marshal(tt.aud)
+		if err != nil || string(got) != tt.json {
+			t.Errorf("Marshal(%v) = %s, %v; want %s", tt.aud, got, err, tt.json)
+		}
+		c, err := ParseClaims([]byte(`{"aud":` + string(got) + `}`))
+		if err != nil || !reflect.DeepEqual(c.Audience, tt.aud) {
+			t.Errorf("ParseClaims(aud %s) = %v, %v; want %v", got, c, err, tt.aud)
+		}
+	}
+	for _, bad := range []string{`1`, `{"a":1}`, `[1]`, `null`, `["api",null]`} {
+		if _, err := ParseClaims([]byte(`{"aud":` + bad + `}`)); err == nil {
+			t.Errorf("ParseClaims(aud %s) succeeded", bad)
+		}
+	}
 }

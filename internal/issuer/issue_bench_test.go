@@ -29,27 +29,6 @@ func BenchmarkIssue(b *testing.B) {
 	}
 }
 
-// BenchmarkIssueJWX is the signing path Issue used before signAccessToken
-// (jws.Sign with a header object and the key as a JWK), for comparison.
-func BenchmarkIssueJWX(b *testing.B) {
-	for _, alg := range benchAlgs {
-		b.Run(alg, func(b *testing.B) {
-			iss, c := benchIssuer(b, alg)
-			key, err := iss.Keys.Current()
-			if err != nil {
-				b.Fatal(err)
-			}
-			now := iss.Now()
-			cl := Claims{Issuer: testIssuer, Subject: c.ClientID, Audience: iss.Audience(c), Expiry: now.Unix() + 3600,
-				NotBefore: now.Unix(), IssuedAt: now.Unix(), JTI: "0123456789abcdefghijkl", ClientID: c.ClientID, Scope: "read write"}
-			b.ReportAllocs()
-			for b.Loop() {
-				signJWX(b, key, &cl)
-			}
-		})
-	}
-}
-
 func benchIssuer(b *testing.B, alg string) (*Issuer, *clients.Config) {
 	b.Helper()
 	cfg := baseConfig()
