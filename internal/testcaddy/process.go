@@ -71,14 +71,24 @@ func StartProcess(t testing.TB, caddyfile, healthURL string) *Process {
 // first from the test goroutine, and WaitReady afterwards.
 func SpawnProcess(t testing.TB, caddyfile string) *Process {
 	t.Helper()
-	bin := Binary(t)
 	cfg := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(cfg, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return Spawn(t, "", nil, "run", "--config", cfg, "--adapter", "caddyfile")
+}
+
+// Spawn starts the built binary with args in the directory dir ("" for
+// the test's own), with a HOME and XDG directories of its own and env
+// added to the test's environment (a later entry wins), without waiting.
+func Spawn(t testing.TB, dir string, env []string, args ...string) *Process {
+	t.Helper()
+	bin := Binary(t)
 	p := &Process{out: new(lockedBuffer), done: make(chan struct{}), t: t}
-	p.cmd = exec.Command(bin, "run", "--config", cfg, "--adapter", "caddyfile")
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "XDG_DATA_HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir())
+	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
