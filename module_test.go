@@ -3,6 +3,7 @@ package tokengate_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,33 +90,141 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 	}
 }
 
-// TestXcaddyManifest checks that xcaddy.json builds this module, by the
-// name go.mod gives it.
-func TestXcaddyManifest(t *testing.T) {
-	gomod, err := os.ReadFile("go.mod")
-	if err != nil {
+// TestClientsThroughConfigAPI backs docs/configuration.md: a secret read
+// from a file, clients removed and added through Caddy's /config API, and
+// what happens to the tokens of a removed client.
+func TestClientsThroughConfigAPI(t *testing.T) {
+	const (
+		site  = "http://localhost:9491"
+		admin = "http://localhost:2995/config/apps/tokengate/issuers/default/clients"
+	)
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "svc.secret")
+	if err := os.WriteFile(secretFile, []byte("file-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	module := ""
-	for _, line := range strings.Split(string(gomod), "\n") {
-		if rest, ok := strings.CutPrefix(line, "module "); ok {
-			module = strings.TrimSpace(rest)
+	t.Setenv("TG_NEWCOMER_SECRET", "newcomer-secret") // inherited by the process
+	testcaddy.StartProcess(t, fmt.Sprintf(`{
+	admin localhost:2995
+	%s
+	oauth_issuer {
+		issuer %s
+		client svc {
+			secret {file.%s}
+			audience api
+		}
+		client leaving {
+			secret leaving-secret
+			audience api
+			grant_types client_credentials refresh_token
 		}
 	}
-	raw, err := os.ReadFile("xcaddy.json")
-	if err != nil {
-		t.Fatal(err)
+}
+:9491 {
+	bind 127.0.0.1
+	oauth_token
+	handle /api/* {
+		bearer_auth {
+			audience api
+		}
+		respond "hello {http.auth.user.id}"
 	}
-	var manifest struct {
-		Dependencies []struct {
-			Module  string `json:"module"`
-			Version string `json:"version"`
-		} `json:"dependencies"`
+}`, testcaddy.Storage(filepath.Join(dir, "storage")), site, secretFile), site+"/.well-known/jwks.json")
+
+	token := func(id, secret string) (status int, access, refresh string) {
+		t.Helper()
+		status, body := httpDo(t, "POST", site+"/oauth/token", "grant_type=client_credentials&client_id="+id+"&client_secret="+secret)
+		var ans struct{ AccessToken, RefreshToken string }
+		ans.AccessToken, ans.RefreshToken = jsonString(body, "access_token"), jsonString(body, "refresh_token")
+		return status, ans.AccessToken, ans.RefreshToken
 	}
-	if err := json.Unmarshal(raw, &manifest); err != nil {
-		t.Fatalf("xcaddy.json: %v", err)
+	call := func(access string) int {
+		t.Helper()
+		status, _ := httpDo(t, "GET", site+"/api/x", "", "Authorization", "Bearer "+access)
+		return status
 	}
-	if len(manifest.Dependencies) != 1 || manifest.Dependencies[0].Module != module || manifest.Dependencies[0].Version == "" {
-		t.Errorf("xcaddy.json names %+v, want the module %q with a version", manifest.Dependencies, module)
+
+	// {file./path}: the file's content, its trailing newline trimmed.
+	status, svcToken, _ := token("svc", "file-secret")
+	if status != 200 || call(svcToken) != 200 {
+		t.Fatalf("secret from a file: %d", status)
 	}
+	status, leavingAccess, leavingRefresh := token("leaving", "leaving-secret")
+	if status != 200 || leavingRefresh == "" {
+		t.Fatalf("leaving: %d", status)
+	}
+
+	// Remove the second client: Caddy loads the changed config at once.
+	if status, body := httpDo(t, "DELETE", admin+"/1", ""); status != 200 {
+		t.Fatalf("DELETE client: %d %s", status, body)
+	}
+	// A reload closes the old server's idle connections; a client reusing
+	// one would see it reset.
+	http.DefaultClient.CloseIdleConnections()
+	if status, _, _ := token("leaving", "leaving-secret"); status != 401 {
+		t.Errorf("removed client got a token: %d", status)
+	}
+	status, body := httpDo(t, "POST", site+"/oauth/token", "grant_type=refresh_token&refresh_token="+leavingRefresh+"&client_id=leaving&client_secret=leaving-secret")
+	if status != 401 {
+		t.Errorf("removed client redeemed its refresh token: %d %s", status, body)
+	}
+	// Its access tokens stay valid until they expire: bearer_auth checks
+	// the signature, not the client list (revoke them first, or shorten
+	// token_ttl, to cut a client off at once).
+	if s := call(leavingAccess); s != 200 {
+		t.Errorf("removed client's access token: %d, want 200 until it expires", s)
+	}
+	// The other clients and their tokens are untouched: the keys are kept.
+	if s := call(svcToken); s != 200 {
+		t.Errorf("svc token after the change: %d", s)
+	}
+
+	// Add a client whose secret comes from the environment at load time.
+	newcomer := `{"client_id":"newcomer","secret":"{env.TG_NEWCOMER_SECRET}","audience":["api"]}`
+	if status, body := httpDo(t, "POST", admin, newcomer, "Content-Type", "application/json"); status != 200 {
+		t.Fatalf("POST client: %d %s", status, body)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	if status, access, _ := token("newcomer", "newcomer-secret"); status != 200 || call(access) != 200 {
+		t.Errorf("added client: %d", status)
+	}
+
+	// Its refresh tokens are refused only while the client is gone: they
+	// are not revoked, and work again if the same id comes back.
+	back := `{"client_id":"leaving","secret":"leaving-secret","audience":["api"],"grant_types":["client_credentials","refresh_token"]}`
+	if status, body := httpDo(t, "POST", admin, back, "Content-Type", "application/json"); status != 200 {
+		t.Fatalf("POST client: %d %s", status, body)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	status, body = httpDo(t, "POST", site+"/oauth/token", "grant_type=refresh_token&refresh_token="+leavingRefresh+"&client_id=leaving&client_secret=leaving-secret")
+	if status != 200 {
+		t.Errorf("re-added client's refresh token: %d %s", status, body)
+	}
+
+	// A bad change is refused whole, with the option named; the running
+	// config stays.
+	bad := `{"client_id":"bad","secret":"x","grant_types":["password"]}`
+	status, body = httpDo(t, "POST", admin, bad, "Content-Type", "application/json")
+	if status < 400 || !strings.Contains(string(body), `client \"bad\": grant_types: unsupported grant type`) {
+		t.Errorf("bad client: %d %s", status, body)
+	}
+	if status, _, _ := token("svc", "file-secret"); status != 200 {
+		t.Errorf("svc after a refused change: %d", status)
+	}
+
+	// Neither secret is in the config Caddy keeps.
+	_, config := httpDo(t, "GET", "http://localhost:2995/config/", "")
+	for _, secret := range []string{"file-secret", "newcomer-secret"} {
+		if strings.Contains(string(config), secret) {
+			t.Errorf("GET /config/ holds %s", secret)
+		}
+	}
+}
+
+// jsonString reads a string member of a JSON object ("" if absent).
+func jsonString(body []byte, name string) string {
+	var m map[string]any
+	_ = json.Unmarshal(body, &m)
+	s, _ := m[name].(string)
+	return s
 }
