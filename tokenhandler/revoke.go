@@ -17,19 +17,25 @@ import (
 // token is answered 200, as the RFC says. Revoking an access token denies
 // its jti until it expires, on every instance; revoking a refresh token
 // revokes its whole family and the access tokens issued with it.
+//
+// Another client's token is answered 200 too, and left alone. RFC 7009
+// §2.1 lets the server refuse it (unauthorized_client), but that answer
+// tells the caller the token is real and whose it is not, which an invalid
+// token's 200 does not; a 200 tells nothing, and the token's owner, the
+// only one who can revoke it, loses nothing.
 func (h *Handler) serveRevoke(w http.ResponseWriter, r *http.Request) error {
 	lr, client, done, err := h.lifecycleClient(w, r)
 	if done || err != nil {
 		return err
 	}
-	foreign := errUnauthorizedClient("the token was not issued to this client")
 	if isJWT(lr.token) {
 		claims, err := h.verifier.Verify(r.Context(), lr.token)
 		if err != nil {
 			return revoked(w) // nothing valid to revoke
 		}
 		if claims.ClientID != client.ClientID {
-			return h.refuse(w, client.ClientID, foreign)
+			h.logger.Debug("revocation of another client's token ignored", zap.String("client_id", client.ClientID))
+			return revoked(w)
 		}
 		if err := h.iss.Revocations.Revoke(r.Context(), claims.JTI, time.Unix(claims.Expiry, 0)); err != nil {
 			return caddyhttp.Error(http.StatusInternalServerError, err)
@@ -40,7 +46,8 @@ func (h *Handler) serveRevoke(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch err := h.iss.Refresh.RevokeFamily(r.Context(), lr.token, client.ClientID); {
 	case errors.Is(err, refresh.ErrForeign):
-		return h.refuse(w, client.ClientID, foreign)
+		h.logger.Debug("revocation of another client's token ignored", zap.String("client_id", client.ClientID))
+		return revoked(w)
 	case err == nil:
 		metrics.Revocations.WithLabelValues("refresh_token").Inc()
 		return revoked(w)

@@ -52,8 +52,8 @@ func TestRevokeAccessToken(t *testing.T) {
 		t.Fatalf("fresh token: %d", s)
 	}
 	// Another client may not revoke it.
-	if a := revoke(t, at, "Authorization", basic("weird", weirdSecret)); a.status != 400 || a.body["error"] != "unauthorized_client" {
-		t.Fatalf("foreign revocation: %d %s", a.status, a.raw)
+	if a := revoke(t, at, "Authorization", basic("weird", weirdSecret)); a.status != 200 || a.raw != "" {
+		t.Fatalf("foreign revocation: %d %s, want the 200 of an invalid token", a.status, a.raw)
 	}
 	if s := callAPI(t, at); s != http.StatusOK {
 		t.Fatalf("after a refused revocation: %d", s)
@@ -90,8 +90,8 @@ func TestRevokeRefreshTokenFamily(t *testing.T) {
 		t.Fatalf("refresh: %d %s", r.status, r.raw)
 	}
 	at2, rt2 := r.body["access_token"].(string), r.body["refresh_token"].(string)
-	if a := revoke(t, rt2, "Authorization", basic("weird", weirdSecret)); a.status != 400 || a.body["error"] != "unauthorized_client" {
-		t.Fatalf("foreign refresh revocation: %d %s", a.status, a.raw)
+	if a := revoke(t, rt2, "Authorization", basic("weird", weirdSecret)); a.status != 200 || a.raw != "" {
+		t.Fatalf("foreign refresh revocation: %d %s, want the 200 of an invalid token", a.status, a.raw)
 	}
 	if i := introspect(t, rt2, demoAuth...); i.body["active"] != true || i.body["token_type"] != "refresh_token" {
 		t.Fatalf("introspecting a live refresh token: %s", i.raw)
@@ -199,5 +199,32 @@ func TestLifecycleErrors(t *testing.T) {
 	// The token is untouched by all of the refused requests.
 	if s := callAPI(t, at); s != http.StatusOK {
 		t.Errorf("token after refused lifecycle requests: %d", s)
+	}
+}
+
+// TestRevokingAnotherClientsTokenTellsItIsReal: the review found that
+// revoking another client's token answered 400 unauthorized_client, while
+// an invalid token gets 200: the answer told a caller which tokens are
+// real. Both now get the same empty 200, and the token is left alone.
+func TestRevokingAnotherClientsTokenTellsItIsReal(t *testing.T) {
+	startIssuer(t, t.TempDir())
+	at, rt := getToken(t)
+	other := []string{"Authorization", basic("weird", weirdSecret)}
+	garbageAT, garbageRT := revoke(t, "a.b.c", other...), revoke(t, "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopq", other...)
+	for _, c := range []struct {
+		name    string
+		token   string
+		garbage answer
+	}{{"access token", at, garbageAT}, {"refresh token", rt, garbageRT}} {
+		a := revoke(t, c.token, other...)
+		if a.status != c.garbage.status || a.raw != c.garbage.raw || a.status != 200 {
+			t.Errorf("another client's %s: %d %q; an invalid one: %d %q", c.name, a.status, a.raw, c.garbage.status, c.garbage.raw)
+		}
+	}
+	if s := callAPI(t, at); s != http.StatusOK {
+		t.Errorf("the owner's access token after another client's revocation: %d", s)
+	}
+	if r := refreshWith(t, rt, ""); r.status != 200 {
+		t.Errorf("the owner's refresh token after another client's revocation: %d %s", r.status, r.raw)
 	}
 }
