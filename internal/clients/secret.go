@@ -79,24 +79,6 @@ func NewRegistry(cfgs []*Config) (*Registry, error) {
 // DeleteExpired frees remembered secret checks that have expired.
 func (r *Registry) DeleteExpired() { r.verified.DeleteExpired() }
 
-// Get returns the client with the given id.
-func (r *Registry) Get(id string) (*Config, bool) {
-	c, ok := r.byID[id]
-	if !ok {
-		return nil, false
-	}
-	return c.cfg, true
-}
-
-// All returns every client's config.
-func (r *Registry) All() []*Config {
-	out := make([]*Config, 0, len(r.byID))
-	for _, c := range r.byID {
-		out = append(out, c.cfg)
-	}
-	return out
-}
-
 // ErrInvalidClient is returned for an unknown client or a wrong secret; the
 // two are not told apart, neither in the error nor in the time taken.
 var ErrInvalidClient = errors.New("client authentication failed")

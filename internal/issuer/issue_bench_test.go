@@ -37,9 +37,5 @@ func benchIssuer(b *testing.B, alg string) (*Issuer, *clients.Config) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, ok := iss.Clients.Get("reports")
-	if !ok {
-		b.Fatal("no client")
-	}
-	return iss, c
+	return iss, iss.Config.Clients[0]
 }

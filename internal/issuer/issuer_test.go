@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -62,11 +63,11 @@ func newIssuer(t *testing.T, cfg *Config, st certmagic.Storage) (*Issuer, *fakeC
 
 func client(t *testing.T, iss *Issuer, id string) *clients.Config {
 	t.Helper()
-	c, ok := iss.Clients.Get(id)
-	if !ok {
+	i := slices.IndexFunc(iss.Config.Clients, func(c *clients.Config) bool { return c.ClientID == id })
+	if i < 0 {
 		t.Fatalf("no client %q", id)
 	}
-	return c
+	return iss.Config.Clients[i]
 }
 
 var allAlgs = []jose.SignatureAlgorithm{jose.ES256, jose.EdDSA, jose.RS256, jose.PS256}
