@@ -41,8 +41,8 @@ type credentials struct {
 var bodyOnly = []string{"client_id", "client_secret", "refresh_token"}
 
 // parseTokenRequest reads a token request. grant_type, scope and resource
-// may come from the query string (as the product spec sends grant_type) or
-// from the form body (RFC 6749); a parameter given twice, or in both places
+// may come from the query string (as the README's curl example sends
+// grant_type) or from the form body (RFC 6749); a parameter given twice, or in both places
 // with different values, is refused (RFC 6749 §3.2). resource (RFC 8707) may
 // repeat.
 func parseTokenRequest(w http.ResponseWriter, r *http.Request) (*tokenRequest, *oauthError) {
@@ -55,7 +55,7 @@ func parseTokenRequest(w http.ResponseWriter, r *http.Request) (*tokenRequest, *
 		return nil, oe
 	}
 	if tr.grantType == "client_credential" {
-		// The product spec's parameter table spells it this way.
+		// A common misspelling, accepted (the README says so).
 		tr.grantType = "client_credentials"
 	}
 	if tr.scope, oe = param(query, body, "scope"); oe != nil {
@@ -100,7 +100,8 @@ func readParams(w http.ResponseWriter, r *http.Request, bodyOnly []string, repea
 }
 
 // readForm reads an application/x-www-form-urlencoded body, capped at
-// maxBodyBytes. An empty body (the spec's curl sends none) is fine.
+// maxBodyBytes. An empty body (the README's curl example sends none) is
+// fine.
 func readForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauthError) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return url.Values{}, nil
@@ -164,7 +165,7 @@ func clientCredentials(r *http.Request, body url.Values) (credentials, *oauthErr
 
 // parseBasic decodes client_secret_basic credentials. RFC 6749 §2.3.1 has
 // clients form-urlencode id and secret before Basic encoding (as
-// golang.org/x/oauth2 does); the product spec's `echo -n id:secret | base64`
+// golang.org/x/oauth2 does); a hand-made `echo -n id:secret | base64`
 // does not. Decoding both ways agrees for ids and secrets made of unreserved
 // characters; a value that is not valid form-encoding is taken as is.
 func parseBasic(header string) (id, secret string, ok bool) {

@@ -14,7 +14,7 @@ func TestParseBasicDecoding(t *testing.T) {
 		name, header, id, secret string
 		ok                       bool
 	}{
-		{"raw as the spec makes it", "Basic " + b64("demo-client:demo-secret"), "demo-client", "demo-secret", true},
+		{"raw, as echo -n id:secret | base64 makes it", "Basic " + b64("demo-client:demo-secret"), "demo-client", "demo-secret", true},
 		{"form-encoded as x/oauth2 makes it", "Basic " + b64(url.QueryEscape("a b")+":"+url.QueryEscape("s3:cr/t=~x")), "a b", "s3:cr/t=~x", true},
 		{"raw colon in secret", "Basic " + b64("id:s3:cr/t=~x"), "id", "s3:cr/t=~x", true},
 		{"invalid percent taken as is", "Basic " + b64("id:100%"), "id", "100%", true},

@@ -22,8 +22,8 @@ import (
 	"github.com/tokengate/tokengate/internal/throttle"
 )
 
-// tokenResponse is the successful answer of RFC 6749 §5.1, in the order
-// the product spec shows it.
+// tokenResponse is the successful answer of RFC 6749 §5.1, members in the
+// order of the RFC's example.
 type tokenResponse struct {
 	AccessToken  string `json:"access_token"`
 	TokenType    string `json:"token_type"`

@@ -126,7 +126,7 @@ func post(t *testing.T, rawURL, body string, hdr ...string) answer {
 }
 
 func basic(id, secret string) string {
-	// As the product spec makes it: echo -n "id:secret" | base64
+	// As made by hand: echo -n "id:secret" | base64
 	return "Basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+secret))
 }
 

@@ -1,6 +1,8 @@
 // Package issuer is the core of an OAuth 2.0 authorization server: it
-// authenticates clients, issues RFC 9068 JWT access tokens and refresh
-// tokens, and exposes its keys to the validator in-process.
+// holds an issuer's clients, keys, refresh tokens and revocations, issues
+// RFC 9068 JWT access tokens (signed by internal/accesstoken) and refresh
+// tokens, and tells the gates of the same process how its tokens are
+// verified (Local, VerifierConfig).
 package issuer
 
 import (
