@@ -57,10 +57,11 @@ const (
 //	{http.auth.user.claims.NAME}  any claim: strings as they are, other
 //	                              values as compact JSON
 //
-// Verified tokens are cached (by SHA-256, until their expiry at the
-// latest), so a client reusing its token costs a hash and a lookup rather
-// than a signature check; each request still checks expiry, revocation,
-// audience, scopes and claims.
+// Verified tokens are cached (by the SHA-256 of their signed part, until
+// their expiry at the latest; at most MaxCachedTokens entries and
+// MaxCachedBytes), so a client reusing its token costs a hash and a lookup
+// rather than a signature check; each request still checks expiry,
+// revocation, audience, scopes and claims.
 type Handler struct {
 	// Issuer is the issuer whose tokens are accepted: the name of an
 	// `oauth_issuer` of this Caddy instance (its keys are read in process,

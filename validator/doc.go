@@ -19,6 +19,8 @@
 //		}
 //	}
 //
-// See Handler for the options and placeholders, and
+// The check of a request reads top to bottom in verify.go (credential,
+// verified-token cache, policy) and internal/accesstoken's verify.go (the
+// token itself). See Handler for the options and placeholders, and
 // Handler.UnmarshalCaddyfile for the Caddyfile syntax.
 package validator
