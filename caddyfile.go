@@ -43,12 +43,20 @@ func init() {
 //				grant_types client_credentials|refresh_token...
 //				token_ttl   <duration>
 //				introspect_any
+//				claims {
+//					<name> <value...>
+//				}
 //			}
 //		}
 //	}
 //
 // The option may appear several times with distinct names; without a name
 // the issuer is called "default".
+//
+// A claim's value is read as JSON when it is JSON (`3`, `true`,
+// `` `["a","b"]` ``, `` `{"k":1}` ``; backticks keep the quotes) and as a
+// string otherwise (`gold`); several values make an array. A string that
+// reads as JSON is written `` `"3"` ``.
 func parseIssuerOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(App)
 	if existing != nil {
@@ -255,6 +263,8 @@ func unmarshalClient(d *caddyfile.Dispenser) (*clients.Config, map[string]caddyf
 			err = remainingArgs(d, &c.GrantTypes)
 		case "token_ttl":
 			err = durationArg(d, &c.TokenTTL)
+		case "claims":
+			err = unmarshalClaims(d, c, at)
 		case "introspect_any":
 			if d.NextArg() {
 				err = d.ArgErr()
@@ -268,6 +278,50 @@ func unmarshalClient(d *caddyfile.Dispenser) (*clients.Config, map[string]caddyf
 		}
 	}
 	return c, at, nil
+}
+
+// unmarshalClaims reads a client's claims block, noting where each claim
+// was given as "claims.<name>".
+func unmarshalClaims(d *caddyfile.Dispenser, c *clients.Config, at map[string]caddyfile.Token) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	c.Claims = map[string]json.RawMessage{}
+	for d.NextBlock(2) {
+		name := d.Val()
+		if _, seen := c.Claims[name]; seen {
+			return d.Errf("client %q: claim %q given more than once", c.ClientID, name)
+		}
+		at["claims."+name] = d.Token()
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.Errf("client %q: claim %q needs a value", c.ClientID, name)
+		}
+		vals := make([]json.RawMessage, len(args))
+		for i, a := range args {
+			vals[i] = claimValue(a)
+		}
+		if len(vals) == 1 {
+			c.Claims[name] = vals[0]
+			continue
+		}
+		arr, err := json.Marshal(vals)
+		if err != nil {
+			return d.Errf("client %q: claim %q: %v", c.ClientID, name, err)
+		}
+		c.Claims[name] = arr
+	}
+	return nil
+}
+
+// claimValue reads a claim value as JSON when it is JSON, else as a
+// string.
+func claimValue(s string) json.RawMessage {
+	if json.Valid([]byte(s)) {
+		return json.RawMessage(s)
+	}
+	q, _ := json.Marshal(s) // a string always marshals
+	return q
 }
 
 func remainingArgs(d *caddyfile.Dispenser, dst *[]string) error {

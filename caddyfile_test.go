@@ -121,6 +121,9 @@ func TestParseIssuerOptionErrors(t *testing.T) {
 		"two names":           {"oauth_issuer a b {\n issuer https://a\n" + client + "}", "wrong argument count", 1},
 		"bad reuse interval":  {"oauth_issuer {\n issuer https://a\n refresh_reuse_interval never\n" + client + "}", `refresh_reuse_interval: "never" is neither a positive duration nor off`, 3},
 		"zero reuse interval": {"oauth_issuer {\n issuer https://a\n refresh_reuse_interval 0s\n" + client + "}", "neither a positive duration nor off", 3},
+		"reserved claim":      {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n claims {\n tier 1\n scope admin\n }\n }\n}", `client "c": claims.scope: "scope" is set by the issuer`, 7},
+		"claim twice":         {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n claims {\n tier 1\n tier 2\n }\n }\n}", `claim "tier" given more than once`, 7},
+		"claim without value": {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n claims {\n tier\n }\n }\n}", `claim "tier" needs a value`, 6},
 		"scopes without args": {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n scopes\n }\n}", "wrong argument count", 5},
 	}
 	for name, tc := range cases {
@@ -153,6 +156,19 @@ func TestParseIssuerOptionPlaceholders(t *testing.T) {
 	}`, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestParseClientClaims: a claim's value is JSON when it reads as JSON,
+// a string otherwise, and an array when there are several.
+func TestParseClientClaims(t *testing.T) {
+	app, err := parseOption(t, "oauth_issuer {\n issuer https://a\n client c {\n secret s\n claims {\n tenant acme\n tier 3\n beta false\n roles a 2\n obj `{\"k\": [1]}`\n code `\"007\"`\n }\n }\n}", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(app.Issuers["default"].Clients[0].Claims)
+	if want := `{"beta":false,"code":"007","obj":{"k":[1]},"roles":["a",2],"tenant":"acme","tier":3}`; string(got) != want {
+		t.Errorf("claims %s, want %s", got, want)
 	}
 }
 

@@ -36,6 +36,12 @@ type Claims struct {
 	// array or a space-separated string).
 	Scopes []string `json:"-"`
 
+	// Extra are further claims an issuer signs after the ones above, as
+	// JSON object members each preceded by a comma (`,"tier":"gold"`); the
+	// issuer has checked that none repeats a claim above. ParseClaims
+	// leaves it empty: a verifier reads every claim with Claim and Values.
+	Extra []byte `json:"-"`
+
 	hasExp bool
 	// payload is the JSON payload; the string claims above are substrings
 	// of it when they hold no escapes, so a cached token is a handful of

@@ -39,7 +39,7 @@ func Sign(key *keys.Key, cl *Claims) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	payload := appendClaims(make([]byte, 0, 384), cl)
+	payload := appendClaims(make([]byte, 0, 384+len(cl.Extra)), cl)
 	enc := base64.RawURLEncoding
 	sigLen := signatureSize(key)
 	tok := make([]byte, 0, len(hdr)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(sigLen))
@@ -85,7 +85,8 @@ func encodedHeader(key *keys.Key) (string, error) {
 }
 
 // appendClaims writes the claims an issuer sets, as json.Marshal(cl) does
-// for them, except that aud, exp, nbf and iat are always written.
+// for them, except that aud, exp, nbf and iat are always written, then
+// cl.Extra as it is.
 func appendClaims(b []byte, cl *Claims) []byte {
 	b = append(b, `{"iss":`...)
 	b = appendString(b, cl.Issuer)
@@ -120,6 +121,7 @@ func appendClaims(b []byte, cl *Claims) []byte {
 		b = append(b, `,"scope":`...)
 		b = appendString(b, cl.Scope)
 	}
+	b = append(b, cl.Extra...)
 	return append(b, '}')
 }
 

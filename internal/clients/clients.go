@@ -3,6 +3,8 @@
 package clients
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -56,7 +58,32 @@ type Config struct {
 	// TokenTTL is the lifetime of this client's access tokens.
 	// Default: the issuer's token_ttl.
 	TokenTTL caddy.Duration `json:"token_ttl,omitempty"`
+
+	// Claims are claims of the operator's own, copied into every access
+	// token of the client: strings, numbers, booleans, arrays or objects,
+	// by name. The registered and protocol claims the issuer sets
+	// (ReservedClaims) are refused. Upstreams see each one as
+	// {http.auth.user.claims.NAME}. Default: none.
+	Claims map[string]json.RawMessage `json:"claims,omitempty"`
+
+	// claimsJSON is Claims encoded once, as the members a token's payload
+	// ends with (see ClaimsJSON).
+	claimsJSON []byte
 }
+
+// ReservedClaims are the claims the issuer sets itself, or that gates
+// read in their place; a client's own claims may not use these names. The
+// list is RFC 9068's (iss, sub, aud, exp, nbf, iat, jti, client_id,
+// scope); cnf (RFC 7800), which binds a token to a key: a configured cnf
+// would bind every token of the client to a key nobody proved to hold; and
+// scp and azp, which gates read when scope or client_id is absent: a
+// client without scopes and a configured scp would pass scope checks.
+var ReservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "cnf", "scp", "azp"}
+
+// MaxClaimsSize bounds a client's own claims, encoded, in bytes: they go
+// into every token, and a token over accesstoken.MaxTokenSize would be
+// refused by every gate.
+const MaxClaimsSize = 4096
 
 // MaxIDLength bounds a client_id, in bytes. The endpoints refuse a longer
 // one before any other work, so an attacker cannot make the throttle or the
@@ -154,7 +181,75 @@ func (c *Config) Validate(replaced bool) error {
 	if c.TokenTTL < 0 {
 		return fail("token_ttl", "must not be negative")
 	}
+	if _, err := encodeClaims(c.Claims); err != nil {
+		var ce *claimError
+		if errors.As(err, &ce) {
+			return fail("claims."+ce.name, "%v", ce.err)
+		}
+		return fail("claims", "%v", err)
+	}
 	return nil
+}
+
+// claimError is a mistake in one of a client's own claims.
+type claimError struct {
+	name string
+	err  error
+}
+
+func (e *claimError) Error() string { return e.name + ": " + e.err.Error() }
+
+// encodeClaims checks a client's own claims and encodes them as the
+// members a token's payload ends with: `,"name":value` for each, by name,
+// values in compact JSON.
+func encodeClaims(claims map[string]json.RawMessage) ([]byte, error) {
+	if len(claims) == 0 {
+		return nil, nil
+	}
+	names := make([]string, 0, len(claims))
+	for name := range claims {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	var b bytes.Buffer
+	for _, name := range names {
+		v := claims[name]
+		switch {
+		case name == "":
+			return nil, errors.New("empty claim name")
+		case slices.Contains(ReservedClaims, name):
+			return nil, &claimError{name, fmt.Errorf("%q is set by the issuer and cannot be configured (reserved: %s)", name, strings.Join(ReservedClaims, " "))}
+		case !json.Valid(v):
+			return nil, &claimError{name, errors.New("not a JSON value")}
+		case string(bytes.TrimSpace(v)) == "null":
+			return nil, &claimError{name, errors.New("null is not a claim value")}
+		}
+		q, err := json.Marshal(name)
+		if err != nil {
+			return nil, &claimError{name, err}
+		}
+		b.WriteByte(',')
+		b.Write(q)
+		b.WriteByte(':')
+		if err := json.Compact(&b, v); err != nil {
+			return nil, &claimError{name, err}
+		}
+	}
+	if b.Len() > MaxClaimsSize {
+		return nil, fmt.Errorf("%d bytes encoded, more than %d", b.Len(), MaxClaimsSize)
+	}
+	return b.Bytes(), nil
+}
+
+// ClaimsJSON returns the client's own claims as the members an access
+// token's payload ends with (`,"name":value…`, by name), or nil. A client
+// of a Registry has them encoded once; others are encoded here.
+func (c *Config) ClaimsJSON() []byte {
+	if c.claimsJSON != nil || len(c.Claims) == 0 {
+		return c.claimsJSON
+	}
+	b, _ := encodeClaims(c.Claims) // Validate refused what fails here
+	return b
 }
 
 // HoldsPlaceholder reports whether a value as written holds a runtime

@@ -50,6 +50,10 @@ func NewRegistry(cfgs []*Config) (*Registry, error) {
 		verified: cache.New(SecretCacheTTL, 0),
 	}
 	for _, cfg := range cfgs {
+		var err error
+		if cfg.claimsJSON, err = encodeClaims(cfg.Claims); err != nil {
+			return nil, fmt.Errorf("client %q: claims: %v", cfg.ClientID, err)
+		}
 		c := &client{cfg: cfg}
 		if cfg.SecretHash != "" {
 			cmp, err := comparerFor(cfg.SecretHash)

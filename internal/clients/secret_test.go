@@ -3,6 +3,7 @@ package clients
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -480,4 +481,37 @@ func FuzzAuthenticate(f *testing.F) {
 			t.Fatalf("Authenticate(%q, %q) = %v, %v; want ErrInvalidClient", id, secret, cfg, err)
 		}
 	})
+}
+
+// TestClaimsChecked: a client's own claims are checked where every client
+// rule is (ValidateList), whoever made the client, and encoded once, by
+// name, compactly.
+func TestClaimsChecked(t *testing.T) {
+	raw := func(s string) json.RawMessage { return json.RawMessage(s) }
+	for _, name := range ReservedClaims {
+		c := &Config{ClientID: "c", Secret: "s", Claims: map[string]json.RawMessage{"ok": raw(`1`), name: raw(`"x"`)}}
+		err := ValidateList([]*Config{c}, true)
+		var oe *OptionError
+		if !errors.As(err, &oe) || oe.Option != "claims."+name {
+			t.Errorf("reserved claim %s: %v", name, err)
+		}
+	}
+	bad := map[string]map[string]json.RawMessage{
+		"null":      {"a": raw(`null`)},
+		"not JSON":  {"a": raw(`{`)},
+		"empty":     {"": raw(`1`)},
+		"too large": {"a": raw(`"` + strings.Repeat("x", MaxClaimsSize) + `"`)},
+	}
+	for name, cl := range bad {
+		if err := (&Config{ClientID: "c", Secret: "s", Claims: cl}).Validate(true); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	c := &Config{ClientID: "c", Secret: "s", Claims: map[string]json.RawMessage{"z": raw(`[1, 2]`), "a": raw(` {"k" : "v"} `)}}
+	if _, err := NewRegistry([]*Config{c}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(c.ClaimsJSON()), `,"a":{"k":"v"},"z":[1,2]`; got != want {
+		t.Errorf("ClaimsJSON = %s, want %s", got, want)
+	}
 }

@@ -270,6 +270,7 @@ func (i *Issuer) Issue(c *clients.Config, scopes, aud []string) (*AccessToken, e
 		JTI:       jti,
 		ClientID:  c.ClientID,
 		Scope:     strings.Join(scopes, " "),
+		Extra:     c.ClaimsJSON(),
 	}
 	tok, err := accesstoken.Sign(key, cl)
 	if err != nil {
