@@ -53,10 +53,10 @@ func init() {
 // The option may appear several times with distinct names; without a name
 // the issuer is called "default".
 //
-// A claim's value is read as JSON when it is JSON (`3`, `true`,
-// `` `["a","b"]` ``, `` `{"k":1}` ``; backticks keep the quotes) and as a
-// string otherwise (`gold`); several values make an array. A string that
-// reads as JSON is written `` `"3"` ``.
+// A claim's value is read as JSON when it is JSON (3, true, and in
+// backticks, which keep quotes, `["a","b"]` or `{"k":1}`) and as a string
+// otherwise (gold); several values make an array. A string that reads as
+// JSON is written in backticks with its quotes: `"3"`.
 func parseIssuerOption(d *caddyfile.Dispenser, existing any) (any, error) {
 	app := new(App)
 	if existing != nil {
