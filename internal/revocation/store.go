@@ -12,15 +12,17 @@
 // Each Store writes its revocations to logs of its own, one per writer and
 // hour, so that nobody else ever writes there:
 //
-//	<prefix>/revocations/<hour>-<writer>/head  {"next": n, "until": t}
-//	<prefix>/revocations/<hour>-<writer>/<i>   {"jti": hash, "expires": exp}  i < n
+//	<prefix>/revocations/heads/<hour>-<writer>        {"next": n, "until": t}
+//	<prefix>/revocations/entries/<hour>-<writer>/<i>  {"jti": hash, "expires": exp}  i < n
 //
 // An entry is stored before the head that counts it, so a reader never
-// looks for an entry that is not yet there. A Sync lists the log
-// directories (a handful: writers × hours of live tokens), loads the head of
-// each, and reads only the entries past the position it reached last time:
-// with nothing new it is one List and one small Load per log, however many
-// revocations are live. Memory holds a 16-byte hash of each live jti (not
+// looks for an entry that is not yet there; concurrent revocations store
+// their entries in parallel and share one head write (group commit). A Sync
+// lists the heads (a handful: writers × hours of live tokens; heads and
+// entries live apart because listing a directory reads its subdirectories'
+// names too), loads each head, and reads only the entries past the position
+// it reached last time: with nothing new it is one List and one small Load
+// per log, however many revocations are live. Memory holds a 16-byte hash of each live jti (not
 // the jti, not a hex string), dropped by expiry minute as the clock passes
 // it. A log whose hour is over and whose `until` (the last expiry in it plus
 // MaxLeeway) has passed is deleted whole by the first Sync that sees it so,
@@ -65,8 +67,12 @@ const DefaultSyncInterval = 2 * time.Second
 const MaxLeeway = 5 * time.Minute
 
 // logSpan is how long a writer appends to one log before starting the next;
-// a log is deleted whole once its span is over and its entries expired.
-const logSpan = time.Hour
+// a log is deleted whole once its span is over (plus logGrace, for
+// revocations still being written at the turn) and its entries expired.
+const (
+	logSpan  = time.Hour
+	logGrace = 10 * time.Minute
+)
 
 // Config is what a Store needs.
 type Config struct {
@@ -88,10 +94,9 @@ type Store struct {
 	byMinute map[int64][]hash // expiry minute -> hashes, to drop them in order
 	oldest   int64            // no byMinute key is below this minute
 
-	wmu  sync.Mutex // serializes Revoke's writes to this writer's log
-	wlog string     // current log
-	wn   int        // entries in it
-	wend int64      // latest expiry (+MaxLeeway) in it, unix seconds
+	wmu   sync.Mutex // guards logs
+	wcond *sync.Cond // on wmu: a head was written, or an entry stored
+	logs  map[string]*logWriter
 
 	smu      sync.Mutex     // serializes Sync and Sweep
 	read     map[string]int // log -> entries read
@@ -118,17 +123,35 @@ func New(cfg Config) *Store {
 	if _, err := rand.Read(w); err != nil {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
-	return &Store{
+	s := &Store{
 		cfg:      cfg,
 		writer:   hex.EncodeToString(w),
 		revoked:  map[hash]uint32{},
 		byMinute: map[int64][]hash{},
 		read:     map[string]int{},
+		logs:     map[string]*logWriter{},
 	}
+	s.wcond = sync.NewCond(&s.wmu)
+	return s
 }
 
-func (s *Store) dir() string       { return s.cfg.Prefix + "/revocations" }
+func (s *Store) headKey(log string) string  { return s.cfg.Prefix + "/revocations/heads/" + log }
+func (s *Store) entryDir(log string) string { return s.cfg.Prefix + "/revocations/entries/" + log }
+func (s *Store) entryKey(log string, i int) string {
+	return s.entryDir(log) + "/" + strconv.Itoa(i)
+}
 func (s *Store) legacyDir() string { return s.cfg.Prefix + "/revoked" }
+
+// logWriter is the state of one of this Store's logs.
+type logWriter struct {
+	name     string
+	next     int           // the next entry's number
+	stored   map[int]int64 // entries stored (until; 0 when the store failed), not yet counted by the head
+	head     int           // entries counted by the stored head
+	until    int64         // the stored head's until
+	writing  bool          // a head is being stored
+	inflight int           // Revokes using this log
+}
 
 type head struct {
 	Next  int   `json:"next"`
@@ -151,25 +174,79 @@ func (s *Store) Revoke(ctx context.Context, jti string, exp time.Time) error {
 	}
 	now := s.cfg.Now()
 	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if log := s.logName(now); log != s.wlog {
-		s.wlog, s.wn, s.wend = log, 0, 0
+	name := s.logName(now)
+	lw := s.logs[name]
+	if lw == nil {
+		lw = &logWriter{name: name, stored: map[int]int64{}}
+		s.logs[name] = lw
 	}
-	// The entry first, then the head that counts it: a reader never looks
-	// for an entry that is not there yet. A failure leaves the head as it
-	// was, and the next revocation takes the same place.
-	if err := s.cfg.Storage.Store(ctx, path.Join(s.dir(), s.wlog, strconv.Itoa(s.wn)), data); err != nil {
+	i := lw.next
+	lw.next++
+	lw.inflight++
+	s.wmu.Unlock()
+
+	// The entry first, then a head that counts it: a reader never looks for
+	// an entry that is not there yet.
+	err = s.cfg.Storage.Store(ctx, s.entryKey(name, i), data)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	defer func() {
+		if lw.inflight--; lw.inflight == 0 && name != s.logName(s.cfg.Now()) {
+			delete(s.logs, name)
+		}
+	}()
+	if err != nil {
+		// Counted by the next head all the same: readers skip a missing
+		// entry, and must not wait for it.
+		lw.stored[i] = 0
+		s.wcond.Broadcast()
 		return fmt.Errorf("storing revocation: %v", err)
 	}
-	hd := head{Next: s.wn + 1, Until: max(s.wend, exp.Add(MaxLeeway).Unix())}
-	if data, err = json.Marshal(hd); err != nil {
+	lw.stored[i] = exp.Add(MaxLeeway).Unix()
+	if err := s.commit(ctx, lw, i); err != nil {
 		return err
 	}
-	if err := s.cfg.Storage.Store(ctx, path.Join(s.dir(), s.wlog, "head"), data); err != nil {
-		return fmt.Errorf("storing revocation: %v", err)
-	}
-	s.wn, s.wend = hd.Next, hd.Until
 	s.remember(h, exp, now)
+	return nil
+}
+
+// commit returns once a stored head counts entry i of lw. Whoever finds
+// entries stored and no head being written writes one for all of them, so
+// concurrent revocations share head writes. The caller holds wmu.
+func (s *Store) commit(ctx context.Context, lw *logWriter, i int) error {
+	for lw.head <= i {
+		n, until := lw.head, lw.until
+		for {
+			u, ok := lw.stored[n]
+			if !ok {
+				break
+			}
+			until = max(until, u)
+			n++
+		}
+		if lw.writing || n == lw.head {
+			// A head is under way, or an earlier entry is still being
+			// stored: its owner writes the head.
+			s.wcond.Wait()
+			continue
+		}
+		lw.writing = true
+		s.wmu.Unlock()
+		data, _ := json.Marshal(head{Next: n, Until: until})
+		err := s.cfg.Storage.Store(ctx, s.headKey(lw.name), data)
+		s.wmu.Lock()
+		lw.writing = false
+		if err == nil {
+			for k := lw.head; k < n; k++ {
+				delete(lw.stored, k)
+			}
+			lw.head, lw.until = n, until
+		}
+		s.wcond.Broadcast()
+		if err != nil {
+			return fmt.Errorf("storing revocation: %v", err)
+		}
+	}
 	return nil
 }
 
@@ -245,7 +322,7 @@ func (s *Store) Sync(ctx context.Context) error {
 		}
 		s.legacyOK = true
 	}
-	logs, err := s.cfg.Storage.List(ctx, s.dir(), false)
+	logs, err := s.cfg.Storage.List(ctx, s.cfg.Prefix+"/revocations/heads", false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -278,19 +355,13 @@ func (s *Store) follow(ctx context.Context, log string, now time.Time) error {
 	}
 	own := writer == s.writer
 	var hd head
-	switch found, err := s.loadJSON(ctx, path.Join(s.dir(), log, "head"), &hd); {
+	switch found, err := s.loadJSON(ctx, s.headKey(log), &hd); {
 	case err != nil:
 		return err
 	case !found:
-		// Entries stored, head not yet: nothing to read yet. A log that
-		// never got a head acknowledged no revocation; it goes a day after
-		// its span.
-		if now.Unix() >= span+int64((logSpan+24*time.Hour)/time.Second) {
-			s.deleteLog(ctx, log)
-		}
-		return nil
+		return nil // deleted meanwhile
 	}
-	if now.Unix() >= span+int64(logSpan/time.Second) && now.Unix() > hd.Until {
+	if now.Unix() >= span+int64((logSpan+logGrace)/time.Second) && now.Unix() > hd.Until {
 		// The writer has moved on and every entry has expired.
 		s.deleteLog(ctx, log)
 		return nil
@@ -299,7 +370,7 @@ func (s *Store) follow(ctx context.Context, log string, now time.Time) error {
 		return nil // already in memory
 	}
 	for i := s.read[log]; i < hd.Next; i++ {
-		key := path.Join(s.dir(), log, strconv.Itoa(i))
+		key := s.entryKey(log, i)
 		var e entry
 		found, err := s.loadJSON(ctx, key, &e)
 		if err != nil {
@@ -325,10 +396,15 @@ func (s *Store) follow(ctx context.Context, log string, now time.Time) error {
 	return nil
 }
 
-// deleteLog deletes a whole log; several instances may do so at once.
+// deleteLog deletes a whole log, its entries before its head (a head
+// without entries is skipped by readers and deleted again); several
+// instances may do so at once.
 func (s *Store) deleteLog(ctx context.Context, log string) {
-	if err := s.cfg.Storage.Delete(ctx, path.Join(s.dir(), log)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		s.cfg.Logger.Warn("deleting an expired revocation log", zap.String("log", log), zap.Error(err))
+	for _, key := range []string{s.entryDir(log), s.headKey(log)} {
+		if err := s.cfg.Storage.Delete(ctx, key); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.cfg.Logger.Warn("deleting an expired revocation log", zap.String("log", log), zap.Error(err))
+			return
+		}
 	}
 	delete(s.read, log)
 }
@@ -351,11 +427,29 @@ func (s *Store) loadJSON(ctx context.Context, key string, v any) (bool, error) {
 
 // Sweep reads and prunes the revocations of the old format: it picks up
 // any made meanwhile by instances not yet upgraded and deletes the expired
-// ones. The new logs need no sweep (Sync deletes them).
+// ones. It also deletes the entries of logs that never got a head (their
+// writer failed to store one and stopped), a day after their span. Logs
+// with a head need no sweep: Sync deletes them.
 func (s *Store) Sweep(ctx context.Context) (int, error) {
 	s.smu.Lock()
 	defer s.smu.Unlock()
-	return s.readLegacy(ctx, s.cfg.Now(), true)
+	now := s.cfg.Now()
+	dirs, err := s.cfg.Storage.List(ctx, s.cfg.Prefix+"/revocations/entries", false)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("listing revocation logs: %v", err)
+	}
+	for _, d := range dirs {
+		log := path.Base(d)
+		start, _, _ := strings.Cut(log, "-")
+		span, err := strconv.ParseInt(start, 10, 64)
+		if err != nil || now.Unix() < span+int64((logSpan+24*time.Hour)/time.Second) {
+			continue
+		}
+		if _, err := s.cfg.Storage.Load(ctx, s.headKey(log)); errors.Is(err, fs.ErrNotExist) {
+			s.deleteLog(ctx, log)
+		}
+	}
+	return s.readLegacy(ctx, now, true)
 }
 
 // readLegacy reads every old-format record (one file per token,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -168,14 +169,16 @@ func TestExpiredLeaveMemoryAndStorage(t *testing.T) {
 		t.Fatal(err)
 	}
 	sync1(t, b)
-	logs, _ := st.List(ctx, "tg/revocations", false)
+	logs, _ := st.List(ctx, "tg/revocations/heads", false)
 	if len(logs) != 2 {
 		t.Fatalf("logs %v, want 2", logs)
 	}
 	c.Advance(2*time.Hour + MaxLeeway + time.Minute)
 	sync1(t, b)
-	if logs, _ := st.List(ctx, "tg/revocations", false); len(logs) != 0 {
-		t.Fatalf("expired logs left in storage: %v", logs)
+	for _, dir := range []string{"tg/revocations/heads", "tg/revocations/entries"} {
+		if left, _ := st.List(ctx, dir, true); len(left) != 0 {
+			t.Fatalf("expired logs left in storage: %v", left)
+		}
 	}
 	if b.Len() != 0 {
 		t.Fatalf("b still holds %d", b.Len())
@@ -268,7 +271,7 @@ func TestCorruptEntrySkipped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := st.Store(ctx, path.Join("tg/revocations", a.wlog, "1"), []byte("{trunc")); err != nil {
+	if err := st.Store(ctx, a.entryKey(a.logName(c.Now()), 1), []byte("{trunc")); err != nil {
 		t.Fatal(err)
 	}
 	sync1(t, b)
@@ -285,38 +288,69 @@ func TestEmptyStorage(t *testing.T) {
 	}
 }
 
-// failing fails Store for keys ending in suffix while on is set.
+// failing fails Store for keys containing part while on is set.
 type failing struct {
 	certmagic.Storage
-	suffix string
-	on     atomic.Bool
+	part string
+	on   atomic.Bool
 }
 
 func (f *failing) Store(ctx context.Context, key string, value []byte) error {
-	if f.on.Load() && path.Base(key) == f.suffix {
+	if f.on.Load() && strings.Contains(key, f.part) {
 		return errors.New("disk full")
 	}
 	return f.Storage.Store(ctx, key, value)
 }
 
-// A revocation whose head could not be written is an error, and the next
-// revocation takes its place: a reader never stalls on it.
+// A revocation whose entry or head could not be written is an error, and
+// the revocations after it are seen: a reader never stalls on it.
 func TestFailedWriteIsAnErrorAndLeavesNoGap(t *testing.T) {
+	for _, part := range []string{"/heads/", "/entries/"} {
+		t.Run(part, func(t *testing.T) {
+			ctx := context.Background()
+			_, b, c, st := newPair(t)
+			f := &failing{Storage: st, part: part}
+			a := New(Config{Storage: f, Prefix: "tg", Now: c.Now})
+			f.on.Store(true)
+			if err := a.Revoke(ctx, "lost", c.Now().Add(time.Hour)); err == nil {
+				t.Fatal("a failed write was not reported")
+			}
+			f.on.Store(false)
+			if err := a.Revoke(ctx, "kept", c.Now().Add(time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			sync1(t, b)
+			if !b.IsRevoked("kept") {
+				t.Fatal("the revocation after a failed one was not seen")
+			}
+		})
+	}
+}
+
+// Entries of a log that never got a head are deleted by Sweep, a day after
+// their hour.
+func TestSweepDeletesHeadlessLog(t *testing.T) {
 	ctx := context.Background()
-	_, b, c, st := newPair(t)
-	f := &failing{Storage: st, suffix: "head"}
+	_, _, c, st := newPair(t)
+	f := &failing{Storage: st, part: "/heads/"}
 	a := New(Config{Storage: f, Prefix: "tg", Now: c.Now})
 	f.on.Store(true)
-	if err := a.Revoke(ctx, "lost", c.Now().Add(time.Hour)); err == nil {
+	if err := a.Revoke(ctx, "orphan", c.Now().Add(time.Hour)); err == nil {
 		t.Fatal("a failed write was not reported")
 	}
-	f.on.Store(false)
-	if err := a.Revoke(ctx, "kept", c.Now().Add(time.Hour)); err != nil {
+	c.Advance(2 * time.Hour)
+	if _, err := a.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
-	sync1(t, b)
-	if !b.IsRevoked("kept") {
-		t.Fatal("the revocation after a failed one was not seen")
+	if left, _ := st.List(ctx, "tg/revocations/entries", true); len(left) == 0 {
+		t.Fatal("swept too early")
+	}
+	c.Advance(24 * time.Hour)
+	if _, err := a.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := st.List(ctx, "tg/revocations/entries", true); len(left) != 0 {
+		t.Fatalf("a headless log is left: %v", left)
 	}
 }
 
