@@ -13,6 +13,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/tokengate/tokengate/internal/testcaddy"
+	"github.com/tokengate/tokengate/validator"
 )
 
 // The end-to-end tests run Caddy in process (testcaddy rather than
@@ -164,7 +165,7 @@ func TestEndToEnd(t *testing.T) {
 		www        string
 	}{
 		{"no token", "", 401, `Bearer realm="restricted"`},
-		{"tampered token", "Bearer " + tamper(tok), 401, `Bearer realm="restricted", error="invalid_token", error_description="bad signature"`},
+		{"tampered token", "Bearer " + validator.Tamper(tok), 401, `Bearer realm="restricted", error="invalid_token", error_description="bad signature"`},
 		{"garbage", "Bearer not-a-jwt", 401, `Bearer realm="restricted", error="invalid_token", error_description="malformed token"`},
 		{"missing scope", "Bearer " + token(t, "other-client", "other-secret"), 403, `Bearer realm="restricted", error="insufficient_scope", scope="reports:read", error_description="insufficient scope"`},
 	}
@@ -214,18 +215,8 @@ func TestEndToEnd(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 		before := up.hits.Load()
-		if status, _, _ := get(t, "/remote/x", "Bearer "+tamper(tok)); status != 401 || up.hits.Load() != before {
+		if status, _, _ := get(t, "/remote/x", "Bearer "+validator.Tamper(tok)); status != 401 || up.hits.Load() != before {
 			t.Errorf("tampered token on the remote route: status %d", status)
 		}
 	})
-}
-
-// tamper changes one character in the middle of a token's signature.
-func tamper(tok string) string {
-	i := len(tok) - 10
-	c := byte('A')
-	if tok[i] == 'A' {
-		c = 'B'
-	}
-	return tok[:i] + string(c) + tok[i+1:]
 }

@@ -1,0 +1,4 @@
+package validator
+
+// Tamper is tamper for the external tests.
+var Tamper = tamper
