@@ -124,6 +124,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized bearer_auth option %q", opt)
 		}
+		// The rules Provision applies, checked after each option so that a
+		// mistake is reported at its line.
+		if err := h.validate(); err != nil {
+			return d.Errf("bearer_auth: %v", err)
+		}
 	}
 	return nil
 }

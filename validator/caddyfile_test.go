@@ -105,3 +105,19 @@ func TestJSONKeys(t *testing.T) {
 		t.Errorf("zero handler marshals to %s, want {}", b)
 	}
 }
+
+// TestUnmarshalCaddyfileCheckedWithLine: values Provision would refuse are
+// refused by the parser, at the line of the option.
+func TestUnmarshalCaddyfileCheckedWithLine(t *testing.T) {
+	for input, want := range map[string]string{
+		"bearer_auth {\n audience a\n scopes read \"wr\\\"ite\"\n}": `bearer_auth: scopes: invalid scope "wr\"ite", at Testfile:3`,
+		"bearer_auth {\n realm \"a\\\"b\"\n}":                       `bearer_auth: realm: "a\"b" must not contain quotes, backslashes or control characters, at Testfile:2`,
+		"bearer_auth {\n scopes a\n audience x \"\"\n}":             "bearer_auth: audience: empty value, at Testfile:3",
+	} {
+		var h Handler
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+		if err == nil || err.Error() != want {
+			t.Errorf("%q: error %v, want %s", input, err, want)
+		}
+	}
+}
