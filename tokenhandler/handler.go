@@ -67,11 +67,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.iss, err = issuer.Lookup(ctx, h.Issuer); err != nil {
 		return err
 	}
-	u, err := url.Parse(h.iss.Config.Issuer)
+	u, err := url.Parse(h.iss.Config.BaseURL())
 	if err != nil {
 		return fmt.Errorf("issuer URL: %v", err)
 	}
-	base := strings.TrimSuffix(u.Path, "/")
+	base := u.Path
 	h.tokenPath = base + issuer.TokenPath
 	h.jwksPath = base + issuer.JWKSPath
 	h.revokePath = base + issuer.RevokePath
