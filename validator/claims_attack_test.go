@@ -8,6 +8,9 @@ import (
 	"math/big"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tokengate/tokengate/internal/accesstoken"
 )
 
 // Attacks of the security review (issue 12, item 6): tokens signed by the
@@ -196,5 +199,39 @@ func TestAttackTokenVariantsFillCache(t *testing.T) {
 	}
 	if n := cachedEntriesOf(at.Claims.JTI); n != 1 {
 		t.Errorf("one token occupies %d cache entries, want 1", n)
+	}
+}
+
+// TestCacheBoundedByBytes: large tokens fill the cache's byte budget long
+// before its entry bound; past the budget nothing more is added, and
+// evicted entries give their bytes back.
+func TestCacheBoundedByBytes(t *testing.T) {
+	src := accesstoken.LocalKeys{}
+	exp := time.Now().Add(time.Hour).Unix()
+	entry := func() *cachedToken {
+		return &cachedToken{src: src, size: MaxCachedBytes / 2, Token: &accesstoken.Token{Claims: &accesstoken.Claims{Expiry: exp}}}
+	}
+	before := cachedBytes.Load()
+	storeCached("bytes-test-1", entry(), time.Now())
+	storeCached("bytes-test-2", entry(), time.Now())
+	t.Cleanup(func() {
+		tokenCache.Delete("bytes-test-1")
+		tokenCache.Delete("bytes-test-2")
+	})
+	_, first := tokenCache.Get("bytes-test-1")
+	_, second := tokenCache.Get("bytes-test-2")
+	if before == 0 && (!first || second) {
+		t.Errorf("with an empty cache, the first half-budget entry must be added (%v) and the second refused (%v)", first, second)
+	}
+	if first && second {
+		t.Error("two half-budget entries over a non-empty cache were both added")
+	}
+	if got := cachedBytes.Load(); got > MaxCachedBytes {
+		t.Errorf("cache holds %d bytes, over its bound %d", got, MaxCachedBytes)
+	}
+	tokenCache.Delete("bytes-test-1")
+	tokenCache.Delete("bytes-test-2")
+	if got := cachedBytes.Load(); got != before {
+		t.Errorf("after eviction the cache counts %d bytes, want %d", got, before)
 	}
 }

@@ -243,7 +243,7 @@ func (i *Issuer) Audience(c *clients.Config) []string {
 // AccessToken is a signed access token and what it says.
 type AccessToken struct {
 	Token  string
-	Claims *accesstoken.Claims
+	Claims accesstoken.Claims
 	TTL    time.Duration
 }
 
@@ -260,7 +260,8 @@ func (i *Issuer) Issue(c *clients.Config, scopes, aud []string) (*AccessToken, e
 	}
 	now := i.Now()
 	ttl := i.TokenTTL(c)
-	cl := &accesstoken.Claims{
+	at := &AccessToken{TTL: ttl}
+	at.Claims = accesstoken.Claims{
 		Issuer:    i.Config.Issuer,
 		Subject:   c.ClientID,
 		Audience:  aud,
@@ -272,11 +273,10 @@ func (i *Issuer) Issue(c *clients.Config, scopes, aud []string) (*AccessToken, e
 		Scope:     strings.Join(scopes, " "),
 		Extra:     c.ClaimsJSON(),
 	}
-	tok, err := accesstoken.Sign(key, cl)
-	if err != nil {
+	if at.Token, err = accesstoken.Sign(key, &at.Claims); err != nil {
 		return nil, err
 	}
-	return &AccessToken{Token: tok, Claims: cl, TTL: ttl}, nil
+	return at, nil
 }
 
 // Metadata is the RFC 8414 authorization server metadata.

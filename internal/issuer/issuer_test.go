@@ -162,7 +162,7 @@ func TestIssueVerifiesWithGoJose(t *testing.T) {
 				t.Errorf("claims\n got %v\nwant %v", claims, want)
 			}
 			if at.TTL != time.Hour || at.Claims.JTI != jti || at.Claims.Expiry != now+3600 {
-				t.Errorf("AccessToken TTL %v, claims %+v disagree with the token", at.TTL, at.Claims)
+				t.Errorf("AccessToken TTL %v, claims %+v disagree with the token", at.TTL, &at.Claims)
 			}
 
 			// The same check fails on a tampered token: verify asserts something.
