@@ -119,7 +119,10 @@ func ValidateList(cfgs []*Config, replaced bool) error {
 			return &OptionError{Index: i, Err: errors.New("empty client")}
 		}
 		if err := c.Validate(replaced); err != nil {
-			err.(*OptionError).Index = i
+			var oe *OptionError
+			if errors.As(err, &oe) {
+				oe.Index = i
+			}
 			return err
 		}
 		if seen[c.ClientID] {
