@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"path"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -351,42 +350,6 @@ func TestSweepDeletesHeadlessLog(t *testing.T) {
 	}
 	if left, _ := st.List(ctx, "tg/revocations/entries", true); len(left) != 0 {
 		t.Fatalf("a headless log is left: %v", left)
-	}
-}
-
-// Instances revoking concurrently all see each other's revocations.
-func TestConcurrentWriters(t *testing.T) {
-	ctx := context.Background()
-	_, _, c, st := newPair(t)
-	stores := make([]*Store, 3)
-	for i := range stores {
-		stores[i] = New(Config{Storage: st, Prefix: "tg", Now: c.Now})
-	}
-	var wg sync.WaitGroup
-	for i, s := range stores {
-		for g := range 4 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for k := range 25 {
-					if err := s.Revoke(ctx, fmt.Sprintf("%d-%d-%d", i, g, k), c.Now().Add(time.Hour)); err != nil {
-						t.Error(err)
-					}
-					if k%10 == 0 {
-						if err := s.Sync(ctx); err != nil {
-							t.Error(err)
-						}
-					}
-				}
-			}()
-		}
-	}
-	wg.Wait()
-	for _, s := range stores {
-		sync1(t, s)
-		if s.Len() != 300 {
-			t.Fatalf("a store holds %d revocations, want 300", s.Len())
-		}
 	}
 }
 
