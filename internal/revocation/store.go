@@ -40,7 +40,6 @@ package revocation
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -89,10 +88,7 @@ type Store struct {
 	cfg    Config
 	writer string // this Store's name in log names, random per process
 
-	mu       sync.RWMutex
-	revoked  map[hash]uint32  // live jti hashes -> expiry (+MaxLeeway) in unix seconds
-	byMinute map[int64][]hash // expiry minute -> hashes, to drop them in order
-	oldest   int64            // no byMinute key is below this minute
+	mem Memory
 
 	wmu   sync.Mutex // guards logs
 	wcond *sync.Cond // on wmu: a head was written, or an entry stored
@@ -101,14 +97,6 @@ type Store struct {
 	smu      sync.Mutex     // serializes Sync and Sweep
 	read     map[string]int // log -> entries read
 	legacyOK bool           // old-format records read once
-}
-
-// hash is what a Store keeps of a jti.
-type hash [16]byte
-
-func hashOf(jti string) hash {
-	sum := sha256.Sum256([]byte(jti))
-	return hash(sum[:16])
 }
 
 // New makes a Store; nothing is read until Sync.
@@ -124,12 +112,11 @@ func New(cfg Config) *Store {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
 	s := &Store{
-		cfg:      cfg,
-		writer:   hex.EncodeToString(w),
-		revoked:  map[hash]uint32{},
-		byMinute: map[int64][]hash{},
-		read:     map[string]int{},
-		logs:     map[string]*logWriter{},
+		cfg:    cfg,
+		writer: hex.EncodeToString(w),
+		mem:    NewMemory(),
+		read:   map[string]int{},
+		logs:   map[string]*logWriter{},
 	}
 	s.wcond = sync.NewCond(&s.wmu)
 	return s
@@ -167,7 +154,7 @@ type entry struct {
 // When it returns nil the revocation is in storage, and this Store refuses
 // the token from then on.
 func (s *Store) Revoke(ctx context.Context, jti string, exp time.Time) error {
-	h := hashOf(jti)
+	h := HashOf(jti)
 	data, err := json.Marshal(entry{JTI: hex.EncodeToString(h[:]), Expires: exp})
 	if err != nil {
 		return err
@@ -257,57 +244,11 @@ func (s *Store) logName(now time.Time) string {
 }
 
 // remember adds a revocation to memory unless it has already expired.
-func (s *Store) remember(h hash, exp, now time.Time) {
-	until := exp.Add(MaxLeeway).Unix()
-	if until <= now.Unix() {
-		return
-	}
-	minute := until / 60
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if old, ok := s.revoked[h]; ok && int64(old) >= until {
-		return
-	}
-	if len(s.byMinute) == 0 || minute < s.oldest {
-		s.oldest = minute
-	}
-	s.revoked[h] = uint32(until)
-	s.byMinute[minute] = append(s.byMinute[minute], h)
-}
+func (s *Store) remember(h Hash, exp, now time.Time) { s.mem.Add(h, exp.Add(MaxLeeway), now) }
 
 // IsRevoked reports whether the access token with this jti is revoked, as
 // far as this instance knows (see Sync).
-func (s *Store) IsRevoked(jti string) bool {
-	h := hashOf(jti)
-	now := s.cfg.Now().Unix()
-	s.mu.RLock()
-	until, ok := s.revoked[h]
-	s.mu.RUnlock()
-	return ok && int64(until) > now
-}
-
-// forget drops the revocations that expired before now, minute by minute:
-// the cost is the number of entries dropped, not the size of the list.
-func (s *Store) forget(now time.Time) {
-	cur := now.Unix() / 60
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.byMinute) == 0 {
-		return
-	}
-	for ; s.oldest < cur; s.oldest++ {
-		for _, h := range s.byMinute[s.oldest] {
-			if until, ok := s.revoked[h]; ok && int64(until) <= now.Unix() {
-				delete(s.revoked, h)
-			}
-		}
-		delete(s.byMinute, s.oldest)
-		if len(s.byMinute) == 0 {
-			s.oldest = cur
-			return
-		}
-	}
-}
+func (s *Store) IsRevoked(jti string) bool { return s.mem.Has(HashOf(jti), s.cfg.Now()) }
 
 // Sync reads the revocations other instances made since the last Sync,
 // forgets the expired ones, and deletes logs that have wholly expired.
@@ -315,7 +256,7 @@ func (s *Store) Sync(ctx context.Context) error {
 	s.smu.Lock()
 	defer s.smu.Unlock()
 	now := s.cfg.Now()
-	s.forget(now)
+	s.mem.Forget(now)
 	if !s.legacyOK {
 		if _, err := s.readLegacy(ctx, now, false); err != nil {
 			return err
@@ -376,7 +317,7 @@ func (s *Store) follow(ctx context.Context, log string, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		var h hash
+		var h Hash
 		if !found || len(e.JTI) != hex.EncodedLen(len(h)) {
 			// Missing entries were deleted with an expired log; a corrupt
 			// one names no jti to deny.
@@ -465,7 +406,7 @@ func (s *Store) readLegacy(ctx context.Context, now time.Time, del bool) (int, e
 	}
 	deleted := 0
 	for _, k := range keys {
-		var h hash
+		var h Hash
 		if n, err := hex.Decode(h[:], []byte(path.Base(k))); err != nil || n != len(h) {
 			continue
 		}

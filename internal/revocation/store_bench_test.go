@@ -19,7 +19,7 @@ func BenchmarkRevocationCheck(b *testing.B) {
 	for i := range 10_000 {
 		// remember is what Revoke and Sync do in memory, without the
 		// 10,000 storage writes.
-		s.remember(hashOf("revoked-"+strconv.Itoa(i)), exp, now)
+		s.remember(HashOf("revoked-"+strconv.Itoa(i)), exp, now)
 	}
 	if err := s.Revoke(context.Background(), "revoked-jti", exp); err != nil {
 		b.Fatal(err)

@@ -198,7 +198,7 @@ func TestExpiredRevocationIsForgotten(t *testing.T) {
 
 // legacyName is the storage name of a jti in the old format.
 func legacyName(jti string) string {
-	h := hashOf(jti)
+	h := HashOf(jti)
 	return hex.EncodeToString(h[:])
 }
 
