@@ -30,6 +30,7 @@ func init() {
 //			key_rotation  <duration>
 //			revocation_sync <duration>
 //			signing_key   <pem file>
+//			state         caddy_storage | redis [<address>...] { ... }
 //			throttle off | {
 //				per_client  <n>
 //				per_address <n>
@@ -155,6 +156,12 @@ func unmarshalIssuer(d *caddyfile.Dispenser) (*issuer.Config, error) {
 				return nil, err
 			}
 			cfg.Throttle = th
+		case "state":
+			st, err := unmarshalState(d)
+			if err != nil {
+				return nil, err
+			}
+			cfg.State = st
 		case "client":
 			c, where, err := unmarshalClient(d)
 			if err != nil {

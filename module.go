@@ -21,6 +21,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/issuer"
 	"github.com/tokengate/tokengate/internal/localissuer"
+	_ "github.com/tokengate/tokengate/internal/state/redis"
 	_ "github.com/tokengate/tokengate/tokenhandler"
 	_ "github.com/tokengate/tokengate/validator"
 )
@@ -58,6 +59,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	for name, cfg := range a.Issuers {
 		if cfg == nil {
 			return fmt.Errorf("oauth_issuer %q: empty configuration", name)
+		}
+		if err := cfg.LoadState(ctx); err != nil {
+			return fmt.Errorf("oauth_issuer %q: %v", name, err)
 		}
 		iss, err := issuer.New(ctx, name, cfg, ctx.Storage(), a.logger.With(zap.String("issuer", name)))
 		if err != nil {

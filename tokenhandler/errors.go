@@ -2,8 +2,14 @@ package tokenhandler
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/tokengate/tokengate/internal/state"
 )
 
 // oauthError is an RFC 6749 §5.2 error answer.
@@ -33,6 +39,19 @@ func errInvalidClient(basic bool) *oauthError {
 // nothing wrong) with Retry-After.
 func errBusy() *oauthError {
 	return &oauthError{status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: "the server is busy; retry later", retryAfter: 1}
+}
+
+// fail answers a request that failed for a reason of the server's: 503
+// temporarily_unavailable with Retry-After when the issuer's state store
+// (Redis) cannot be reached, so the client retries and nothing is reported
+// as done; otherwise a 500 for the site's handle_errors.
+func (h *Handler) fail(w http.ResponseWriter, err error) error {
+	if errors.Is(err, state.ErrUnavailable) {
+		h.logger.Warn("issuer state unavailable; answered 503", zap.Error(err))
+		return h.writeError(w, &oauthError{status: http.StatusServiceUnavailable, Code: "temporarily_unavailable",
+			Description: "the issuer's state store cannot be reached; retry later", retryAfter: 2})
+	}
+	return caddyhttp.Error(http.StatusInternalServerError, err)
 }
 
 func errInvalidGrant(desc string) *oauthError {

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-
 	"github.com/tokengate/tokengate/internal/accesstoken"
 	"github.com/tokengate/tokengate/internal/clients"
 	"github.com/tokengate/tokengate/internal/refresh"
@@ -32,7 +30,7 @@ func (h *Handler) serveIntrospect(w http.ResponseWriter, r *http.Request) error 
 	}
 	ans, err := h.introspect(r.Context(), client, lr.token)
 	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		return h.fail(w, err)
 	}
 	return writeJSON(w, http.StatusOK, ans)
 }

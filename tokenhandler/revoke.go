@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/internal/metrics"
@@ -38,7 +37,7 @@ func (h *Handler) serveRevoke(w http.ResponseWriter, r *http.Request) error {
 			return revoked(w)
 		}
 		if err := h.iss.Revocations.Revoke(r.Context(), claims.JTI, time.Unix(claims.Expiry, 0)); err != nil {
-			return caddyhttp.Error(http.StatusInternalServerError, err)
+			return h.fail(w, err)
 		}
 		metrics.Revocations.WithLabelValues("access_token").Inc()
 		h.logger.Info("access token revoked", zap.String("client_id", client.ClientID), zap.String("jti", claims.JTI))
@@ -54,7 +53,7 @@ func (h *Handler) serveRevoke(w http.ResponseWriter, r *http.Request) error {
 	case errors.Is(err, refresh.ErrInvalid):
 		return revoked(w)
 	default:
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		return h.fail(w, err)
 	}
 }
 

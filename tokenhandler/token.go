@@ -109,7 +109,7 @@ func (h *Handler) token(w *outcome, r *http.Request) error {
 	}
 	at, err := h.iss.Issue(client, scopes, aud)
 	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		return h.fail(w, err)
 	}
 	refreshToken := ""
 	if client.Allows(clients.GrantRefreshToken) {
@@ -118,7 +118,7 @@ func (h *Handler) token(w *outcome, r *http.Request) error {
 		// (RFC 6749 §6).
 		g := refresh.Grant{ClientID: client.ClientID, Scopes: client.Scopes, Audience: h.iss.Audience(client)}
 		if refreshToken, err = h.iss.Refresh.Issue(r.Context(), g, h.refreshTTL(), accessRef(at)); err != nil {
-			return caddyhttp.Error(http.StatusInternalServerError, err)
+			return h.fail(w, err)
 		}
 	}
 	return h.answer(w, client, tr, scopes, at, refreshToken)
@@ -167,7 +167,7 @@ func (h *Handler) refreshGrant(w http.ResponseWriter, r *http.Request, client *c
 	case errors.Is(err, refresh.ErrInvalid):
 		return h.refuse(w, client.ClientID, errInvalidGrant(err.Error()))
 	case err != nil:
-		return caddyhttp.Error(http.StatusInternalServerError, err)
+		return h.fail(w, err)
 	}
 	return h.answer(w, client, tr, scopes, at, next)
 }

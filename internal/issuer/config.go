@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/tokengate/tokengate/internal/keys"
 	"github.com/tokengate/tokengate/internal/refresh"
 	"github.com/tokengate/tokengate/internal/revocation"
+	"github.com/tokengate/tokengate/internal/state"
 )
 
 // Defaults of an issuer's options.
@@ -76,6 +78,15 @@ type Config struct {
 
 	// Clients allowed to get tokens. At least one is required.
 	Clients []*clients.Config `json:"clients,omitempty"`
+
+	// State is where the issuer keeps its keys, revocations and refresh
+	// token families: a module of the tokengate.state namespace, named by
+	// its "backend" member (caddy_storage or redis). Default: Caddy's
+	// storage (caddy_storage).
+	State json.RawMessage `json:"state,omitempty" caddy:"namespace=tokengate.state inline_key=backend"`
+
+	// Backend is the loaded State module (LoadState); nil for the default.
+	Backend state.Backend `json:"-"`
 }
 
 // ThrottleConfig limits failed client authentications. A request is

@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ import (
 	"github.com/tokengate/tokengate/internal/localissuer"
 	"github.com/tokengate/tokengate/internal/refresh"
 	"github.com/tokengate/tokengate/internal/revocation"
+	"github.com/tokengate/tokengate/internal/state"
 	"github.com/tokengate/tokengate/internal/throttle"
 )
 
@@ -50,7 +52,7 @@ type Issuer struct {
 	Clients *clients.Registry
 	Refresh *refresh.Store
 	// Revocations lists revoked access tokens (by jti).
-	Revocations *revocation.Store
+	Revocations state.Revocations
 	// ClientFailures and AddressFailures count failed client
 	// authentications (see ThrottleConfig); nil when throttling is off.
 	ClientFailures, AddressFailures *throttle.Limiter
@@ -59,6 +61,7 @@ type Issuer struct {
 	Now func() time.Time
 
 	logger *zap.Logger
+	close  func() // releases the state backend's handles
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -89,6 +92,16 @@ func New(ctx context.Context, name string, cfg *Config, storage certmagic.Storag
 		iss.AddressFailures = &throttle.Limiter{Max: th.PerAddress, Window: time.Duration(th.Window), Now: now}
 	}
 	prefix := StoragePrefix(rc.Issuer)
+	st := state.Handles{Storage: storage}
+	if rc.Backend != nil {
+		h, err := rc.Backend.Open(ctx, prefix)
+		if err != nil {
+			return nil, fmt.Errorf("state: %v", err)
+		}
+		st = *h
+		storage = h.Storage
+		iss.close = h.Close
+	}
 	kc := keys.Config{
 		Storage:     storage,
 		Prefix:      prefix,
@@ -106,13 +119,22 @@ func New(ctx context.Context, name string, cfg *Config, storage certmagic.Storag
 	if iss.Keys, err = keys.New(kc); err != nil {
 		return nil, fmt.Errorf("signing_key: %v", err)
 	}
-	if err := iss.Keys.Load(ctx); err != nil {
+	// A state backend that cannot be reached at start (Redis) must not
+	// keep Caddy from starting: the keys are loaded when it is back, and
+	// until then the endpoints that need them answer 503.
+	if err := iss.Keys.Load(ctx); errors.Is(err, state.ErrUnavailable) {
+		logger.Warn("signing keys not loaded: state unavailable; retrying every second", zap.Error(err))
+	} else if err != nil {
 		return nil, fmt.Errorf("loading signing keys: %v", err)
 	}
-	iss.Revocations = revocation.New(revocation.Config{Storage: storage, Prefix: prefix, Now: now, Logger: logger})
+	iss.Revocations = st.Revocations
+	if iss.Revocations == nil {
+		iss.Revocations = revocation.New(revocation.Config{Storage: storage, Prefix: prefix, Now: now, Logger: logger})
+	}
 	iss.Refresh, err = refresh.New(ctx, refresh.Config{
 		Storage:       storage,
 		Prefix:        prefix,
+		Families:      st.Families,
 		ReuseInterval: max(0, time.Duration(rc.RefreshReuseInterval)),
 		RevokeAccess: func(ctx context.Context, ref refresh.AccessRef) error {
 			return iss.Revocations.Revoke(ctx, ref.JTI, ref.Expires)
@@ -123,7 +145,9 @@ func New(ctx context.Context, name string, cfg *Config, storage certmagic.Storag
 	if err != nil {
 		return nil, err
 	}
-	if err := iss.Revocations.Sync(ctx); err != nil {
+	if err := iss.Revocations.Sync(ctx); errors.Is(err, state.ErrUnavailable) {
+		logger.Warn("revocations not read: state unavailable; reading them when it is back", zap.Error(err))
+	} else if err != nil {
 		return nil, err
 	}
 	return iss, nil
@@ -140,6 +164,15 @@ func (i *Issuer) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	i.cancel = cancel
 	i.every(ctx, i.Keys.CheckInterval(), func() { i.Keys.Check(ctx) })
+	if _, err := i.Keys.Current(); errors.Is(err, keys.ErrNotLoaded) {
+		// The state was unreachable at start: try every second until the
+		// keys are loaded, rather than every CheckInterval.
+		i.every(ctx, time.Second, func() {
+			if _, err := i.Keys.Current(); errors.Is(err, keys.ErrNotLoaded) {
+				i.Keys.Check(ctx)
+			}
+		})
+	}
 	i.every(ctx, time.Duration(i.Config.RevocationSync), func() {
 		if err := i.Revocations.Sync(ctx); err != nil {
 			i.logger.Error("reading revocations", zap.Error(err))
@@ -158,10 +191,14 @@ func (i *Issuer) Start() {
 		} else if n > 0 {
 			i.logger.Debug("swept expired refresh tokens", zap.Int("deleted", n))
 		}
-		if n, err := i.Revocations.Sweep(ctx); err != nil {
-			i.logger.Error("sweeping expired revocations", zap.Error(err))
-		} else if n > 0 {
-			i.logger.Debug("swept expired revocations", zap.Int("deleted", n))
+		if sw, ok := i.Revocations.(interface {
+			Sweep(context.Context) (int, error)
+		}); ok {
+			if n, err := sw.Sweep(ctx); err != nil {
+				i.logger.Error("sweeping expired revocations", zap.Error(err))
+			} else if n > 0 {
+				i.logger.Debug("swept expired revocations", zap.Int("deleted", n))
+			}
 		}
 	})
 }
@@ -213,11 +250,16 @@ func (i *Issuer) VerifierConfig() accesstoken.VerifierConfig {
 	}
 }
 
-// Stop ends the background work and waits for it.
+// Stop ends the background work and waits for it, and releases the state
+// backend.
 func (i *Issuer) Stop() {
 	if i.cancel != nil {
 		i.cancel()
 		i.wg.Wait()
+	}
+	if i.close != nil {
+		i.close()
+		i.close = nil
 	}
 }
 

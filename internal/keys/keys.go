@@ -20,6 +20,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"go.uber.org/zap"
+
+	"github.com/tokengate/tokengate/internal/state"
 )
 
 // Key is one signing key. Its algorithm is fixed when it is made; verifiers
@@ -65,6 +67,10 @@ type Config struct {
 	Now    func() time.Time
 	Logger *zap.Logger
 }
+
+// ErrNotLoaded: the keys could not be loaded yet (the state store was
+// unreachable at start); it wraps state.ErrUnavailable, answered 503.
+var ErrNotLoaded = fmt.Errorf("signing keys not loaded yet: %w", state.ErrUnavailable)
 
 // retireMargin is added to MaxTokenTTL before a replaced key is dropped; it
 // covers verifiers' clock leeway.
@@ -177,7 +183,7 @@ func (m *Manager) Check(ctx context.Context) {
 func (m *Manager) Current() (*Key, error) {
 	s := m.snap.Load()
 	if s == nil {
-		return nil, errors.New("signing keys not loaded")
+		return nil, ErrNotLoaded
 	}
 	now := m.cfg.Now()
 	for i := len(s.keys) - 1; i >= 0; i-- {
@@ -258,7 +264,7 @@ func (m *Manager) read(ctx context.Context) (storedSet, error) {
 		return set, nil
 	}
 	if err != nil {
-		return set, fmt.Errorf("loading signing keys from storage: %v", err)
+		return set, fmt.Errorf("loading signing keys from storage: %w", err)
 	}
 	if err := json.Unmarshal(data, &set); err != nil {
 		return set, fmt.Errorf("signing keys in storage at %q are corrupt: %v", m.storageKey(), err)
@@ -292,7 +298,7 @@ func (m *Manager) rotateIfDue(ctx context.Context) error {
 		return nil
 	}
 	if err := m.cfg.Storage.Lock(ctx, m.lockName()); err != nil {
-		return fmt.Errorf("locking signing keys: %v", err)
+		return fmt.Errorf("locking signing keys: %w", err)
 	}
 	defer func() {
 		if err := m.cfg.Storage.Unlock(context.WithoutCancel(ctx), m.lockName()); err != nil {
@@ -393,7 +399,7 @@ func (m *Manager) write(ctx context.Context, keys []*Key) error {
 		return err
 	}
 	if err := m.cfg.Storage.Store(ctx, m.storageKey(), data); err != nil {
-		return fmt.Errorf("storing signing keys: %v", err)
+		return fmt.Errorf("storing signing keys: %w", err)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package refresh
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/caddyserver/certmagic"
@@ -14,7 +13,7 @@ import (
 // errCorrupt is a family record that cannot be read: the tokens of the
 // family are refused rather than guessed at (a corrupt revoked family must
 // not come back to life as a new one).
-var errCorrupt = errors.New("corrupt refresh token family record")
+var errCorrupt = state.ErrCorrupt
 
 // storageFamilies keeps family records in Caddy's storage, one per family
 // under <prefix>/refresh_families/<id>, and updates them under the storage

@@ -39,7 +39,7 @@ func (s *Store) loadKeys(ctx context.Context) error {
 	}
 	lock := s.cfg.Prefix + "/locks/refresh_keys"
 	if err := s.cfg.Storage.Lock(ctx, lock); err != nil {
-		return fmt.Errorf("locking refresh token keys: %v", err)
+		return fmt.Errorf("locking refresh token keys: %w", err)
 	}
 	defer func() {
 		if err := s.cfg.Storage.Unlock(context.WithoutCancel(ctx), lock); err != nil {
@@ -75,7 +75,7 @@ func (s *Store) readKeys(ctx context.Context) ([]keyFile, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("listing refresh token keys: %v", err)
+		return nil, fmt.Errorf("listing refresh token keys: %w", err)
 	}
 	var out []keyFile
 	for _, n := range names {
@@ -109,7 +109,18 @@ func (s *Store) setKeys(files []keyFile) {
 		}
 	}
 	id, _ := hex.DecodeString(newest.KID)
-	s.keys, s.current = keys, keys[binary.BigEndian.Uint32(id)]
+	s.ring.Store(&keyRing{keys: keys, current: keys[binary.BigEndian.Uint32(id)]})
 }
 
-func (s *Store) keyFor(id uint32) *macKey { return s.keys[id] }
+// keyRing is the set of MAC keys: the newest makes tokens, all verify.
+type keyRing struct {
+	keys    map[uint32]*macKey
+	current *macKey
+}
+
+func (s *Store) keyFor(id uint32) *macKey {
+	if r := s.ring.Load(); r != nil {
+		return r.keys[id]
+	}
+	return nil
+}

@@ -51,6 +51,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -108,8 +110,10 @@ type Store struct {
 	families state.Families
 	legacy   *storageFamilies // where tokens of the old format live
 
-	keys    map[uint32]*macKey
-	current *macKey
+	// ring holds the MAC keys once loaded; a backend unreachable at start
+	// leaves it empty until the first request that needs it (kmu).
+	ring atomic.Pointer[keyRing]
+	kmu  sync.Mutex
 }
 
 // New makes a Store and loads (or makes) its MAC key from storage.
@@ -128,15 +132,38 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if s.families == nil {
 		s.families = s.legacy
 	}
-	if err := s.loadKeys(ctx); err != nil {
+	if err := s.loadKeys(ctx); errors.Is(err, state.ErrUnavailable) {
+		cfg.Logger.Warn("refresh token keys not loaded: state unavailable; loading them when needed", zap.Error(err))
+	} else if err != nil {
 		return nil, fmt.Errorf("loading refresh token keys: %v", err)
 	}
 	return s, nil
 }
 
+// ready returns the MAC keys, loading them if the state was unreachable
+// until now; its error wraps state.ErrUnavailable when it still is.
+func (s *Store) ready(ctx context.Context) (*keyRing, error) {
+	if r := s.ring.Load(); r != nil {
+		return r, nil
+	}
+	s.kmu.Lock()
+	defer s.kmu.Unlock()
+	if r := s.ring.Load(); r != nil {
+		return r, nil
+	}
+	if err := s.loadKeys(ctx); err != nil {
+		return nil, fmt.Errorf("loading refresh token keys: %w", err)
+	}
+	return s.ring.Load(), nil
+}
+
 // Issue makes the first refresh token of a new family, valid for ttl;
 // access names the access token issued with it. It writes nothing.
-func (s *Store) Issue(_ context.Context, g Grant, ttl time.Duration, access ...AccessRef) (string, error) {
+func (s *Store) Issue(ctx context.Context, g Grant, ttl time.Duration, access ...AccessRef) (string, error) {
+	r, err := s.ready(ctx)
+	if err != nil {
+		return "", err
+	}
 	c := claims{grant: g}
 	if _, err := rand.Read(c.family[:]); err != nil {
 		return "", err
@@ -146,11 +173,16 @@ func (s *Store) Issue(_ context.Context, g Grant, ttl time.Duration, access ...A
 	if len(access) > 0 {
 		c.access = access[0]
 	}
-	return c.encode(s.current), nil
+	return c.encode(r.current), nil
 }
 
 // parse checks a token of this format: its MAC, and that it is unexpired.
-func (s *Store) parse(token string) (*claims, error) {
+// Its error is ErrInvalid, or wraps state.ErrUnavailable when the keys
+// cannot be loaded.
+func (s *Store) parse(ctx context.Context, token string) (*claims, error) {
+	if _, err := s.ready(ctx); err != nil {
+		return nil, err
+	}
 	c, err := decode(token, s.keyFor)
 	if err != nil || s.cfg.Now().Unix() >= c.expires {
 		return nil, ErrInvalid
@@ -177,7 +209,10 @@ func (s *Store) Redeem(ctx context.Context, token, clientID string, ttl time.Dur
 	if isLegacy(token) {
 		return s.redeemLegacy(ctx, token, clientID, ttl, mint)
 	}
-	c, err := s.parse(token)
+	c, err := s.parse(ctx, token)
+	if errors.Is(err, state.ErrUnavailable) {
+		return Grant{}, "", err
+	}
 	if err != nil || c.grant.ClientID != clientID {
 		return Grant{}, "", ErrInvalid
 	}
@@ -269,7 +304,7 @@ func withAccess(refs []AccessRef, ref AccessRef, now time.Time) []AccessRef {
 // gets the same token.
 func (s *Store) successor(family [16]byte, g Grant, rec state.Family, ttl time.Duration) string {
 	c := claims{family: family, generation: rec.Generation, grant: g, issued: rec.Rotated.Unix(), expires: rec.Rotated.Add(ttl).Unix()}
-	return c.encode(s.current)
+	return c.encode(s.ring.Load().current)
 }
 
 // revokeAccess revokes the unexpired access tokens of a revoked family.
@@ -279,7 +314,7 @@ func (s *Store) revokeAccess(ctx context.Context, rec state.Family) error {
 	}
 	for _, ref := range live(rec.Access, s.cfg.Now()) {
 		if err := s.cfg.RevokeAccess(ctx, ref); err != nil {
-			return fmt.Errorf("revoking access tokens of a refresh token family: %v", err)
+			return fmt.Errorf("revoking access tokens of a refresh token family: %w", err)
 		}
 	}
 	return nil
@@ -293,7 +328,10 @@ func (s *Store) RevokeFamily(ctx context.Context, token, clientID string) error 
 	if isLegacy(token) {
 		return s.revokeLegacy(ctx, token, clientID)
 	}
-	c, err := s.parse(token)
+	c, err := s.parse(ctx, token)
+	if errors.Is(err, state.ErrUnavailable) {
+		return err
+	}
 	if err != nil {
 		return ErrInvalid
 	}
@@ -357,7 +395,10 @@ func (s *Store) Lookup(ctx context.Context, token string) (Info, error) {
 	if isLegacy(token) {
 		return s.lookupLegacy(ctx, token)
 	}
-	c, err := s.parse(token)
+	c, err := s.parse(ctx, token)
+	if errors.Is(err, state.ErrUnavailable) {
+		return Info{}, err
+	}
 	if err != nil {
 		return Info{}, ErrInvalid
 	}
@@ -434,7 +475,7 @@ func storeJSON(ctx context.Context, st certmagic.Storage, key string, v any) err
 		return err
 	}
 	if err := st.Store(ctx, key, data); err != nil {
-		return fmt.Errorf("storing refresh token state: %v", err)
+		return fmt.Errorf("storing refresh token state: %w", err)
 	}
 	return nil
 }
@@ -451,7 +492,7 @@ func loadJSON(ctx context.Context, st certmagic.Storage, logger *zap.Logger, key
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("loading refresh token state: %v", err)
+		return false, fmt.Errorf("loading refresh token state: %w", err)
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		logger.Error("corrupt refresh token record; refusing it", zap.String("key", key), zap.Error(err))

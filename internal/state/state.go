@@ -12,8 +12,43 @@ package state
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/caddyserver/certmagic"
 )
+
+// ErrUnavailable wraps a backend's failure to reach its store: the
+// endpoints that need the store answer 503 temporarily_unavailable with
+// Retry-After, and nothing is reported as done.
+var ErrUnavailable = errors.New("issuer state temporarily unavailable")
+
+// ErrCorrupt is a record that cannot be read: the tokens it concerns are
+// refused rather than guessed at.
+var ErrCorrupt = errors.New("corrupt refresh token family record")
+
+// Backend is a guest module of the tokengate.state namespace: where an
+// issuer's state lives (tokengate.state.caddy_storage, the default, or
+// tokengate.state.redis).
+type Backend interface {
+	// Open returns the state of the issuer whose storage prefix is
+	// prefix. It should not fail because the store is unreachable: the
+	// handles it returns answer ErrUnavailable until the store is back.
+	Open(ctx context.Context, prefix string) (*Handles, error)
+}
+
+// Handles are one issuer's state on a backend.
+type Handles struct {
+	// Storage holds the signing keys and the refresh token MAC keys, and
+	// takes the locks that make their rotation happen once.
+	Storage certmagic.Storage
+	// Revocations and Families, when nil, are kept in Storage
+	// (internal/revocation, internal/refresh).
+	Revocations Revocations
+	Families    Families
+	// Close, when set, releases what Open took.
+	Close func()
+}
 
 // Revocations is the list of revoked access tokens, by jti.
 type Revocations interface {

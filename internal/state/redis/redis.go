@@ -1,0 +1,281 @@
+// Package redis keeps an issuer's state in Redis (the tokengate.state.redis
+// module): standalone, Sentinel or Redis Cluster, through go-redis's
+// universal client. Several Caddy instances on one Redis act as one issuer.
+//
+// # Layout
+//
+// Every key of an issuer carries the same hash tag, the issuer's storage id,
+// so that on a Redis Cluster all of them sit in one slot and every script
+// touches one slot:
+//
+//	<key_prefix>{<issuer id>}:files      hash: signing keys, refresh MAC keys (storage.go)
+//	<key_prefix>{<issuer id>}:lock:<n>   SET NX PX lock for key rotation
+//	<key_prefix>{<issuer id>}:rev:<h>    a revocation, expiring with its token (revocations.go)
+//	<key_prefix>{<issuer id>}:fam:<id>   a refresh token family, expiring with it (families.go)
+//	<key_prefix>{<issuer id>}:epoch      set once per life of the data
+//	<key_prefix>{<issuer id>}:revocations  pub/sub channel of new revocations
+//
+// # When Redis goes away
+//
+// Every operation that needs Redis fails with state.ErrUnavailable (the
+// endpoints answer 503 temporarily_unavailable), never a success for
+// something not stored. The gate keeps reading the revocations and keys in
+// memory. When the subscription comes back, the instance reads every live
+// revocation again. When the epoch key is gone, Redis lost its data: the
+// instance writes back the signing keys, MAC keys and revocations it holds
+// (without overwriting what another instance wrote back first) before it
+// sets a new epoch, so nobody mints new keys over the ones in use.
+// Refresh token families are not held in memory and are lost with Redis'
+// data: run Redis with persistence (appendonly yes).
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/tokengate/tokengate/internal/revocation"
+	"github.com/tokengate/tokengate/internal/state"
+)
+
+func init() {
+	caddy.RegisterModule(Redis{})
+}
+
+// Defaults of the Redis options.
+const (
+	DefaultAddress   = "127.0.0.1:6379"
+	DefaultKeyPrefix = "tokengate:"
+	DefaultTimeout   = time.Second
+)
+
+// Redis keeps the issuer's state in Redis (`state redis { ... }` in
+// oauth_issuer). With one address it is a standalone server; with several,
+// or with cluster, a Redis Cluster; with master_name, the Sentinels at the
+// addresses. When Redis cannot be reached the token, refresh, revocation
+// and introspection endpoints answer 503 temporarily_unavailable with
+// Retry-After; bearer_auth keeps validating with what it holds.
+type Redis struct {
+	// Addresses are host:port of the server, the cluster's nodes (some
+	// suffice) or the Sentinels. Default: 127.0.0.1:6379.
+	Addresses []string `json:"addresses,omitempty"`
+	// Cluster forces Redis Cluster with a single address. Default: off
+	// (on with several addresses).
+	Cluster bool `json:"cluster,omitempty"`
+	// MasterName is the Sentinel master's name; set, Addresses are
+	// Sentinels. Default: none.
+	MasterName string `json:"master_name,omitempty"`
+	// Username and Password of a Redis ACL user (or the password of
+	// requirepass); placeholders such as {env.REDIS_PASSWORD} or
+	// {file./run/secrets/redis} are replaced at provision. Default: none.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// TLS turns TLS on; TLSCA is a PEM file of the CAs to trust instead of
+	// the system's. Default: off.
+	TLS   bool   `json:"tls,omitempty"`
+	TLSCA string `json:"tls_ca,omitempty"`
+	// KeyPrefix starts every key. Default: tokengate:.
+	KeyPrefix string `json:"key_prefix,omitempty"`
+	// DialTimeout and Timeout (of each read and write) bound how long a
+	// request waits for Redis before it is answered 503. Default: 1s each.
+	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
+	Timeout     caddy.Duration `json:"timeout,omitempty"`
+
+	client goredis.UniversalClient
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Redis) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "tokengate.state.redis",
+		New: func() caddy.Module { return new(Redis) },
+	}
+}
+
+// Provision resolves the placeholders and makes the client; it does not
+// connect, so Caddy starts while Redis is away.
+func (r *Redis) Provision(ctx caddy.Context) error {
+	r.logger = ctx.Logger()
+	c, err := r.Options(caddy.NewReplacer())
+	if err != nil {
+		return err
+	}
+	r.client = goredis.NewUniversalClient(c)
+	return nil
+}
+
+// Options are the go-redis options the config stands for, with
+// placeholders replaced and defaults filled.
+func (r *Redis) Options(repl *caddy.Replacer) (*goredis.UniversalOptions, error) {
+	o := &goredis.UniversalOptions{
+		Addrs:         r.Addresses,
+		IsClusterMode: r.Cluster,
+		MasterName:    r.MasterName,
+		DialTimeout:   time.Duration(r.DialTimeout),
+		ReadTimeout:   time.Duration(r.Timeout),
+		WriteTimeout:  time.Duration(r.Timeout),
+		// One retry: a request waits for Redis at most about two
+		// timeouts before it is answered 503.
+		MaxRetries: 1,
+	}
+	if len(o.Addrs) == 0 {
+		o.Addrs = []string{DefaultAddress}
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = DefaultTimeout
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout, o.WriteTimeout = DefaultTimeout, DefaultTimeout
+	}
+	var err error
+	for _, f := range []struct {
+		name string
+		in   string
+		out  *string
+	}{{"username", r.Username, &o.Username}, {"password", r.Password, &o.Password}} {
+		if f.in == "" {
+			continue
+		}
+		// An unset variable must not become an empty password.
+		if *f.out, err = repl.ReplaceOrErr(f.in, true, true); err != nil {
+			return nil, fmt.Errorf("redis %s: %v", f.name, err)
+		}
+	}
+	if r.TLS || r.TLSCA != "" {
+		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		if r.TLSCA != "" {
+			pem, err := os.ReadFile(r.TLSCA)
+			if err != nil {
+				return nil, fmt.Errorf("redis tls_ca: %v", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("redis tls_ca: no certificate in %s", r.TLSCA)
+			}
+			o.TLSConfig.RootCAs = pool
+		}
+	}
+	return o, nil
+}
+
+// Validate checks the options that need no placeholder replaced.
+func (r *Redis) Validate() error {
+	if r.DialTimeout < 0 || r.Timeout < 0 {
+		return errors.New("redis timeouts must be positive")
+	}
+	if r.Cluster && r.MasterName != "" {
+		return errors.New("redis: cluster and master_name (Sentinel) exclude each other")
+	}
+	return nil
+}
+
+// Cleanup closes the client.
+func (r *Redis) Cleanup() error {
+	if r.client != nil {
+		return r.client.Close()
+	}
+	return nil
+}
+
+// Open returns one issuer's state on this Redis and starts following its
+// revocations. Nothing is read yet: the first Sync, or the subscription
+// when it comes up, reads them.
+func (r *Redis) Open(_ context.Context, prefix string) (*state.Handles, error) {
+	kp := r.KeyPrefix
+	if kp == "" {
+		kp = DefaultKeyPrefix
+	}
+	b := &backend{client: r.client, base: kp + "{" + path.Base(prefix) + "}:", logger: r.logger, now: time.Now}
+	b.files = &storage{b: b, files: b.key("files"), locks: map[string]string{}, held: map[string][]byte{}}
+	b.revs = &revocations{b: b, mem: revocation.NewMemory()}
+	b.revs.resync.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); b.revs.subscribe(ctx) }()
+	return &state.Handles{
+		Storage:     b.files,
+		Revocations: b.revs,
+		Families:    &families{b: b},
+		Close:       func() { cancel(); wg.Wait() },
+	}, nil
+}
+
+// backend is one issuer's state on Redis.
+type backend struct {
+	client goredis.UniversalClient
+	base   string // key prefix and hash tag
+	logger *zap.Logger
+	now    func() time.Time
+
+	files *storage
+	revs  *revocations
+
+	emu   sync.Mutex
+	epoch string
+}
+
+func (b *backend) key(s string) string { return b.base + s }
+func (b *backend) channel() string     { return b.key("revocations") }
+
+// checkEpoch finds out whether Redis lost its data since this instance
+// last looked, and if so writes back what this instance holds before it
+// sets a new epoch. A changed epoch asks for a full read of revocations.
+func (b *backend) checkEpoch(ctx context.Context) error {
+	b.emu.Lock()
+	defer b.emu.Unlock()
+	key := b.key("epoch")
+	cur, err := b.client.Get(ctx, key).Result()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return unavailable(err)
+	}
+	if errors.Is(err, goredis.Nil) {
+		files, err := b.files.restore(ctx)
+		if err != nil {
+			return err
+		}
+		revs, err := b.revs.restore(ctx)
+		if err != nil {
+			return err
+		}
+		if files > 0 || revs > 0 {
+			b.logger.Warn("redis had lost the issuer's state; wrote back what this instance holds",
+				zap.Int("files", files), zap.Int("revocations", revs))
+		}
+		id := make([]byte, 8)
+		if _, err := rand.Read(id); err != nil {
+			return err
+		}
+		if err := b.client.SetNX(ctx, key, hex.EncodeToString(id), 0).Err(); err != nil {
+			return unavailable(err)
+		}
+		if cur, err = b.client.Get(ctx, key).Result(); err != nil {
+			return unavailable(err)
+		}
+	}
+	if cur != b.epoch {
+		b.epoch = cur
+		b.revs.resync.Store(true)
+	}
+	return nil
+}
+
+var (
+	_ caddy.Provisioner  = (*Redis)(nil)
+	_ caddy.Validator    = (*Redis)(nil)
+	_ caddy.CleanerUpper = (*Redis)(nil)
+	_ state.Backend      = (*Redis)(nil)
+)
