@@ -1,0 +1,511 @@
+// Package dpop checks DPoP proofs (RFC 9449): the signed JWT a client sends
+// in the `DPoP` header to show that it holds the private key an access
+// token is bound to (the token's `cnf.jkt`, the RFC 7638 thumbprint of the
+// key's public JWK).
+//
+// Both the token endpoint (tokenhandler) and the gate (validator) use one
+// Checker per configuration; every Checker of a process records proofs in
+// one replay set (replay.go), so a proof used at one route or endpoint is
+// refused at every other. The replay set lives in this process only: a
+// proof replayed to another instance of a cluster within its time window is
+// refused there only if that instance saw it too (its htu, the URL it was
+// made for, must still match). RFC 9449 §11.1 leaves the scope of the
+// check to the server; server nonces (nonce.go) narrow the window further.
+//
+// What a proof must be, in the order Check tests it:
+//
+//   - a compact JWS of at most MaxProofSize bytes, canonical base64url;
+//   - a protected header with unique members, `typ: dpop+jwt`, no `crit`
+//     and no `b64`, an asymmetric `alg` of the Checker's list, and a `jwk`
+//     holding a public key only (no private members, no `oct` key) of the
+//     kind that algorithm needs: the algorithm comes from the key, so a
+//     proof cannot name HS256 with the public key as its secret;
+//   - a valid signature by that key;
+//   - claims with unique members: `jti` (a non-empty string), `htm` equal
+//     to the request's method, `htu` equal to the request's URL without
+//     query and fragment (both normalized: scheme and host lowercased,
+//     default ports dropped), `iat` within Window of now either way, `ath`
+//     equal to the base64url SHA-256 of the access token when one is
+//     presented, and `nonce` when the Checker has nonces;
+//   - a `jti` this process has not accepted for the same key before.
+package dpop
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"math"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+)
+
+// Limits on what a proof may make a checker read.
+const (
+	// MaxProofSize caps a proof: a longer one is refused before anything in
+	// it is decoded. An RSA-4096 key and signature fit with room to spare.
+	MaxProofSize = 4 << 10
+	// maxMembers caps the members of a proof's header and claims.
+	maxMembers = 32
+	// maxJTILength caps a proof's jti.
+	maxJTILength = 256
+)
+
+// DefaultWindow is how far a proof's iat may be from now, either way.
+const DefaultWindow = 60 * time.Second
+
+// DefaultAlgs are the signature algorithms accepted in proofs by default.
+var DefaultAlgs = []string{"ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256"}
+
+// Errors. A refused proof's error is an *Error: its Code is the RFC 9449
+// error code and its message a general reason that never quotes the proof.
+var (
+	ErrUseNonce = &Error{Code: "use_dpop_nonce", msg: "a fresh DPoP nonce is required"}
+
+	errTooLarge   = invalid("DPoP proof too large")
+	errMalformed  = invalid("malformed DPoP proof")
+	errTyp        = invalid("DPoP proof typ must be dpop+jwt")
+	errAlg        = invalid("DPoP proof algorithm not accepted")
+	errKey        = invalid("DPoP proof key must be a public asymmetric JWK matching its algorithm")
+	errSignature  = invalid("bad DPoP proof signature")
+	errClaims     = invalid("malformed DPoP proof claims")
+	errMethod     = invalid("DPoP proof htm does not match the request method")
+	errURL        = invalid("DPoP proof htu does not match the request URL")
+	errIssuedAt   = invalid("DPoP proof iat is outside the accepted window")
+	errATH        = invalid("DPoP proof ath does not match the access token")
+	errReplayed   = invalid("DPoP proof replayed")
+	errReplayFull = invalid("too many recent DPoP proofs; retry later")
+)
+
+// Error is a refused proof.
+type Error struct {
+	// Code is invalid_dpop_proof or use_dpop_nonce.
+	Code string
+	msg  string
+}
+
+func (e *Error) Error() string { return e.msg }
+
+func invalid(msg string) *Error { return &Error{Code: "invalid_dpop_proof", msg: msg} }
+
+// Config is what a Checker accepts.
+type Config struct {
+	// Algs are the accepted signature algorithms. Default: DefaultAlgs.
+	Algs []string
+	// Window is how far iat may be from now, either way. Default:
+	// DefaultWindow.
+	Window time.Duration
+	// Nonces, when set, makes every proof carry a nonce it issued.
+	Nonces *Nonces
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// Checker checks DPoP proofs.
+type Checker struct {
+	algs   []string
+	window int64 // seconds
+	nonces *Nonces
+	now    func() time.Time
+	replay *replaySet
+}
+
+// New makes a Checker. It refuses an algorithm it cannot check.
+func New(cfg Config) (*Checker, error) {
+	c := &Checker{algs: cfg.Algs, window: int64(cfg.Window / time.Second), nonces: cfg.Nonces, now: cfg.Now, replay: shared}
+	if len(c.algs) == 0 {
+		c.algs = DefaultAlgs
+	}
+	for _, a := range c.algs {
+		if !slices.Contains(supportedAlgs, a) {
+			return nil, errors.New("dpop: unsupported algorithm " + a + " (" + strings.Join(supportedAlgs, ", ") + ")")
+		}
+	}
+	if cfg.Window <= 0 {
+		c.window = int64(DefaultWindow / time.Second)
+	}
+	if c.window < 1 {
+		c.window = 1
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return c, nil
+}
+
+// Algs are the algorithms the checker accepts, for metadata and challenges.
+func (c *Checker) Algs() []string { return c.algs }
+
+// Nonces are the checker's nonces, or nil.
+func (c *Checker) Nonces() *Nonces { return c.nonces }
+
+// Request is what a proof must match.
+type Request struct {
+	// Method is the request's method (htm).
+	Method string
+	// URL is the absolute URL the request was sent to (htu); its query and
+	// fragment are ignored.
+	URL string
+	// AccessToken is the token presented with the proof; "" at the token
+	// endpoint, where no ath is checked.
+	AccessToken string
+}
+
+// Proof is a proof that passed.
+type Proof struct {
+	// JKT is the RFC 7638 SHA-256 thumbprint of the proof's key, base64url:
+	// the cnf.jkt of tokens bound to it.
+	JKT string
+}
+
+// Check verifies a proof for a request and records its jti.
+func (c *Checker) Check(proof string, req Request) (*Proof, error) {
+	if len(proof) > MaxProofSize {
+		return nil, errTooLarge
+	}
+	hdrEnc, payloadEnc, sigEnc, ok := splitCompact(proof)
+	if !ok {
+		return nil, errMalformed
+	}
+	k, err := c.proofKey(hdrEnc)
+	if err != nil {
+		return nil, err
+	}
+	input := proof[:len(hdrEnc)+1+len(payloadEnc)]
+	if !verify(k, input, sigEnc) {
+		return nil, errSignature
+	}
+	if k.fresh {
+		rememberKey(hdrEnc, k)
+	}
+	cl, err := parseClaims(payloadEnc)
+	if err != nil {
+		return nil, err
+	}
+	if cl.htm != req.Method {
+		return nil, errMethod
+	}
+	want, ok := normalURL(req.URL)
+	if !ok {
+		return nil, errURL
+	}
+	if got, ok := normalURL(cl.htu); !ok || got != want {
+		return nil, errURL
+	}
+	now := c.now().Unix()
+	if cl.iat < now-c.window || cl.iat > now+c.window {
+		return nil, errIssuedAt
+	}
+	if req.AccessToken != "" {
+		sum := sha256.Sum256([]byte(req.AccessToken))
+		if cl.ath != base64.RawURLEncoding.EncodeToString(sum[:]) {
+			return nil, errATH
+		}
+	}
+	if c.nonces != nil && !c.nonces.valid(cl.nonce, c.now()) {
+		return nil, ErrUseNonce
+	}
+	// Recorded last: a proof refused for another reason uses up nothing.
+	// Kept for twice the window, the longest a proof stays acceptable.
+	if err := c.replay.add(k.jkt, cl.jti, now, 2*c.window); err != nil {
+		return nil, err
+	}
+	return &Proof{JKT: k.jkt}, nil
+}
+
+// ATH is the ath claim for an access token: its SHA-256, base64url.
+func ATH(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// proofKey is a proof's key as its header gives it, checked against the
+// header's algorithm.
+type proofKey struct {
+	alg    jwa.SignatureAlgorithm
+	public any
+	jkt    string
+	fresh  bool // not from the key cache: remember it once it verified
+}
+
+// supportedAlgs are the algorithms a checker can be configured with.
+var supportedAlgs = []string{"ES256", "ES384", "ES512", "EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+
+// proofKey reads a proof's protected header: typ, alg and the jwk, which
+// must be a public key of the kind alg needs.
+func (c *Checker) proofKey(hdrEnc string) (*proofKey, error) {
+	if k, ok := lookupKey(hdrEnc); ok {
+		if !slices.Contains(c.algs, k.alg.String()) {
+			return nil, errAlg
+		}
+		return k, nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(hdrEnc)
+	if err != nil {
+		return nil, errMalformed
+	}
+	m, err := object(raw)
+	if err != nil {
+		return nil, errMalformed
+	}
+	var typ, alg string
+	if json.Unmarshal(m["typ"], &typ) != nil || !strings.EqualFold(typ, "dpop+jwt") {
+		return nil, errTyp
+	}
+	if _, ok := m["crit"]; ok {
+		return nil, errMalformed // no extension is understood (RFC 7515 §4.1.11)
+	}
+	if _, ok := m["b64"]; ok {
+		return nil, errMalformed
+	}
+	if json.Unmarshal(m["alg"], &alg) != nil || !slices.Contains(c.algs, alg) {
+		return nil, errAlg
+	}
+	rawKey, ok := m["jwk"]
+	if !ok {
+		return nil, errKey
+	}
+	km, err := object(rawKey)
+	if err != nil {
+		return nil, errKey
+	}
+	// A private key in a header is a client's mistake that must not be
+	// rewarded; jwk.ParseKey would accept it and derive the public half.
+	for _, name := range []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"} {
+		if _, ok := km[name]; ok {
+			return nil, errKey
+		}
+	}
+	key, err := jwk.ParseKey(rawKey)
+	if err != nil {
+		return nil, errKey
+	}
+	var pub any
+	if err := jwk.Export(key, &pub); err != nil {
+		return nil, errKey
+	}
+	if !keyFits(alg, pub) {
+		return nil, errKey
+	}
+	tp, err := key.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, errKey
+	}
+	sa, ok := jwa.LookupSignatureAlgorithm(alg)
+	if !ok {
+		return nil, errAlg
+	}
+	return &proofKey{alg: sa, public: pub, jkt: base64.RawURLEncoding.EncodeToString(tp), fresh: true}, nil
+}
+
+// keyFits reports whether pub is a key of the kind alg signs with.
+func keyFits(alg string, pub any) bool {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch alg {
+		case "ES256":
+			return k.Curve == elliptic.P256()
+		case "ES384":
+			return k.Curve == elliptic.P384()
+		case "ES512":
+			return k.Curve == elliptic.P521()
+		}
+	case ed25519.PublicKey:
+		return alg == "EdDSA" && len(k) == ed25519.PublicKeySize
+	case *rsa.PublicKey:
+		// RFC 7518 §3.3: 2048 bits at least.
+		return (strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")) && k.N.BitLen() >= 2048
+	}
+	return false
+}
+
+// verify checks the signature of input with k.
+func verify(k *proofKey, input, sigEnc string) bool {
+	_, err := jws.VerifyCompactFast(k.public, []byte(input+"."+sigEnc), k.alg)
+	return err == nil
+}
+
+// maxCachedKeys bounds the key cache; when it is full it is emptied and
+// refilled.
+const maxCachedKeys = 1024
+
+// keyCache maps an encoded protected header to its key. A client signs all
+// its proofs with one header (typ, alg, jwk), so the JWK is parsed and
+// thumbprinted once per key. Only headers of proofs whose signature
+// verified are added, so forged proofs cannot fill it.
+var keyCache struct {
+	m atomic.Pointer[sync.Map]
+	n atomic.Int32
+}
+
+func lookupKey(enc string) (*proofKey, bool) {
+	if m := keyCache.m.Load(); m != nil {
+		if v, ok := m.Load(enc); ok {
+			return v.(*proofKey), true
+		}
+	}
+	return nil, false
+}
+
+func rememberKey(enc string, k *proofKey) {
+	m := keyCache.m.Load()
+	if m == nil || keyCache.n.Load() >= maxCachedKeys {
+		m = new(sync.Map)
+		keyCache.m.Store(m)
+		keyCache.n.Store(0)
+	}
+	cached := *k
+	cached.fresh = false
+	if _, loaded := m.LoadOrStore(enc, &cached); !loaded {
+		keyCache.n.Add(1)
+	}
+}
+
+// claims are a proof's claims.
+type claims struct {
+	jti, htm, htu, ath, nonce string
+	iat                       int64
+}
+
+func parseClaims(enc string) (*claims, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(enc)
+	if err != nil {
+		return nil, errClaims
+	}
+	m, err := object(raw)
+	if err != nil {
+		return nil, errClaims
+	}
+	var cl claims
+	for _, f := range []struct {
+		name     string
+		dst      *string
+		required bool
+	}{{"jti", &cl.jti, true}, {"htm", &cl.htm, true}, {"htu", &cl.htu, true}, {"ath", &cl.ath, false}, {"nonce", &cl.nonce, false}} {
+		v, ok := m[f.name]
+		if !ok {
+			if f.required {
+				return nil, errClaims
+			}
+			continue
+		}
+		if json.Unmarshal(v, f.dst) != nil || (f.required && *f.dst == "") {
+			return nil, errClaims
+		}
+	}
+	if len(cl.jti) > maxJTILength {
+		return nil, errClaims
+	}
+	var iat float64
+	if json.Unmarshal(m["iat"], &iat) != nil || iat != math.Trunc(iat) || math.Abs(iat) >= 1<<62 {
+		return nil, errClaims
+	}
+	cl.iat = int64(iat)
+	return &cl, nil
+}
+
+// object decodes a JSON object strictly: unique member names (a classic
+// source of disagreement between parsers, which take the first or the
+// last), at most maxMembers of them, nothing after it.
+func object(raw []byte) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errMalformed
+	}
+	m := make(map[string]json.RawMessage, 8)
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, errMalformed
+		}
+		name, ok := t.(string)
+		if _, dup := m[name]; !ok || dup || len(m) >= maxMembers {
+			return nil, errMalformed
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, errMalformed
+		}
+		m[name] = v
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return nil, errMalformed
+	}
+	if dec.More() {
+		return nil, errMalformed
+	}
+	if _, err := dec.Token(); err == nil {
+		return nil, errMalformed // trailing data
+	}
+	return m, nil
+}
+
+// splitCompact splits a compact JWS into its three parts, refusing any
+// byte outside the base64url alphabet and non-canonical encodings.
+func splitCompact(tok string) (hdr, payload, sig string, ok bool) {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return "", "", "", false
+	}
+	for _, p := range parts {
+		if p == "" || !canonical(p) {
+			return "", "", "", false
+		}
+	}
+	return parts[0], parts[1], parts[2], true
+}
+
+// canonical reports whether s is the one unpadded base64url encoding of
+// its bytes.
+func canonical(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	return err == nil && base64.RawURLEncoding.EncodedLen(len(b)) == len(s)
+}
+
+// normalURL is u without query and fragment, normalized as RFC 9449 §4.3
+// asks (RFC 3986 §6.2.2 and §6.2.3): lowercase scheme and host, no default
+// port, "/" for an empty path. Only absolute http(s) URLs pass.
+func normalURL(s string) (string, bool) {
+	u, err := url.Parse(s)
+	if err != nil || u.Opaque != "" || u.User != nil {
+		return "", false
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if (scheme != "https" && scheme != "http") || u.Host == "" {
+		return "", false
+	}
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if (scheme == "https" && port == "443") || (scheme == "http" && port == "80") {
+		port = ""
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port != "" {
+		host += ":" + port
+	}
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	return scheme + "://" + host + path, true
+}
