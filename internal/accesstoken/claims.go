@@ -3,6 +3,7 @@ package accesstoken
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,9 @@ type Claims struct {
 	ClientID string `json:"client_id,omitempty"`
 	// Scope is the granted scopes joined by single spaces.
 	Scope string `json:"scope,omitempty"`
+	// Confirmation is the cnf claim (RFC 7800): the key a
+	// sender-constrained token is bound to. nil for a bearer token.
+	Confirmation *Confirmation `json:"cnf,omitempty"`
 
 	// Scopes are the granted scopes as ParseClaims found them: the
 	// space-separated scope claim, or when it is absent the scp claim (an
@@ -52,6 +56,20 @@ type Claims struct {
 	// them: most routes never do.
 	allOnce sync.Once
 	all     claimMaps
+}
+
+// Confirmation is the cnf claim of a sender-constrained token: the key
+// whose possession a request must prove.
+type Confirmation struct {
+	// JKT is the RFC 7638 SHA-256 thumbprint of the client's DPoP key
+	// (RFC 9449 §6.1), base64url.
+	JKT string `json:"jkt,omitempty"`
+	// X5T is the SHA-256 thumbprint of the client's TLS certificate
+	// (RFC 8705 §3.1), base64url.
+	X5T string `json:"x5t#S256,omitempty"`
+	// Other is set when cnf holds a confirmation method of neither kind: no
+	// request can satisfy it, so the token is never accepted.
+	Other bool `json:"-"`
 }
 
 // Audience is the `aud` claim: written as a string when it holds one value
@@ -158,7 +176,7 @@ func ParseClaims(payload []byte) (*Claims, error) {
 	}
 	p := string(payload)
 	// Spans of the members read here: raw JSON values within p.
-	var iss, sub, jti, clientID, azp, exp, nbf, iat, aud, scope, scp string
+	var iss, sub, jti, clientID, azp, exp, nbf, iat, aud, scope, scp, cnf string
 	var names [16]string // the first member names, for the duplicate check
 	var more map[string]bool
 	sc := members{p: p}
@@ -214,6 +232,8 @@ func ParseClaims(payload []byte) (*Claims, error) {
 			scope = val
 		case "scp":
 			scp = val
+		case "cnf":
+			cnf = val
 		}
 	}
 	if sc.err != nil {
@@ -261,6 +281,11 @@ func ParseClaims(payload []byte) (*Claims, error) {
 			return nil, err
 		}
 	}
+	if cnf != "" && cnf != "null" {
+		if c.Confirmation, err = parseConfirmation(cnf); err != nil {
+			return nil, err
+		}
+	}
 	var scpList []string
 	if scp != "" {
 		// Checked even when scope wins, so that a malformed scp is refused
@@ -288,6 +313,44 @@ func ParseClaims(payload []byte) (*Claims, error) {
 		c.Scope = strings.Join(c.Scopes, " ")
 	}
 	return c, nil
+}
+
+// parseConfirmation reads a cnf claim: an object with unique members, of
+// which jkt and x5t#S256 must be strings when present. A member of any
+// other name marks a method this package cannot check (Other).
+func parseConfirmation(span string) (*Confirmation, error) {
+	if span[0] != '{' {
+		return nil, ErrBadClaims
+	}
+	cf := &Confirmation{}
+	var seen []string
+	sc := members{p: span}
+	for {
+		name, val, ok := sc.next()
+		if !ok {
+			break
+		}
+		if len(seen) >= maxClaims || slices.Contains(seen, name) {
+			return nil, ErrBadClaims
+		}
+		seen = append(seen, name)
+		var err error
+		switch name {
+		case "jkt":
+			cf.JKT, err = jsonString(val)
+		case "x5t#S256":
+			cf.X5T, err = jsonString(val)
+		default:
+			cf.Other = true
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if sc.err != nil {
+		return nil, sc.err
+	}
+	return cf, nil
 }
 
 // members iterates over the members of the JSON object p, which must be

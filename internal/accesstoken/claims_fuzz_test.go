@@ -20,6 +20,10 @@ type joseClaims struct {
 	Azp      string       `json:"azp"`
 	Scope    string       `json:"scope"`
 	Scp      jwt.Audience `json:"scp"`
+	Cnf      *struct {
+		JKT string `json:"jkt"`
+		X5T string `json:"x5t#S256"`
+	} `json:"cnf"`
 }
 
 // stricterHere reports what ParseClaims refuses on purpose although go-jose
@@ -105,7 +109,7 @@ func FuzzParseClaimsAgrees(f *testing.F) {
 			len(g.Scopes) != len(w.Scopes) || (len(w.Scopes) > 0 && !reflect.DeepEqual(g.Scopes, w.Scopes)) ||
 			g.Issuer != w.Issuer || g.Subject != w.Subject || g.ClientID != w.ClientID || g.JTI != w.JTI ||
 			g.Expiry != w.Expiry || g.NotBefore != w.NotBefore || g.IssuedAt != w.IssuedAt ||
-			g.Scope != w.Scope || g.hasExp != hasExp {
+			g.Scope != w.Scope || g.hasExp != hasExp || !sameConfirmation(g.Confirmation, want.Cnf != nil, want.Cnf) {
 			t.Fatalf("%q:\n got     %q %q %q %q %q %v %v %d %d %d %v\n go-jose %q %q %q %q %q %v %v %d %d %d %v", payload,
 				g.Issuer, g.Subject, g.ClientID, g.JTI, g.Scope, g.Scopes, g.Audience, g.Expiry, g.NotBefore, g.IssuedAt, g.hasExp,
 				w.Issuer, w.Subject, w.ClientID, w.JTI, w.Scope, w.Scopes, w.Audience, w.Expiry, w.NotBefore, w.IssuedAt, hasExp)
@@ -120,6 +124,17 @@ func FuzzParseClaimsAgrees(f *testing.F) {
 			t.Fatalf("%q: claim maps differ:\n got  %v %v\n want %v %v", payload, m.values, m.rendered, values, rendered)
 		}
 	})
+}
+
+// sameConfirmation compares ParseClaims' cnf with go-jose's reading of it.
+func sameConfirmation(got *Confirmation, present bool, want *struct {
+	JKT string `json:"jkt"`
+	X5T string `json:"x5t#S256"`
+}) bool {
+	if !present {
+		return got == nil
+	}
+	return got != nil && got.JKT == want.JKT && got.X5T == want.X5T
 }
 
 func countMembers(payload []byte) int {

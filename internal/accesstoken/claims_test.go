@@ -28,3 +28,28 @@ func TestValidScopeToken(t *testing.T) {
 		}
 	}
 }
+
+func TestParseConfirmation(t *testing.T) {
+	for payload, want := range map[string]*Confirmation{
+		`{"exp":1}`:                             nil,
+		`{"cnf":null}`:                          nil,
+		`{"cnf":{"jkt":"t"}}`:                   {JKT: "t"},
+		`{"cnf":{"x5t#S256":"x"}}`:              {X5T: "x"},
+		`{"cnf":{"jwk":{"kty":"EC"}}}`:          {Other: true},
+		`{"cnf":{"jkt":"t","jku":"https://x"}}`: {JKT: "t", Other: true},
+		`{"cnf":{}}`:                            {},
+	} {
+		c, err := ParseClaims([]byte(payload))
+		if err != nil {
+			t.Fatalf("%s: %v", payload, err)
+		}
+		if (c.Confirmation == nil) != (want == nil) || (want != nil && *c.Confirmation != *want) {
+			t.Errorf("%s: cnf %+v, want %+v", payload, c.Confirmation, want)
+		}
+	}
+	for _, payload := range []string{`{"cnf":"t"}`, `{"cnf":[]}`, `{"cnf":{"jkt":1}}`, `{"cnf":{"jkt":"a","jkt":"b"}}`} {
+		if _, err := ParseClaims([]byte(payload)); err != ErrBadClaims {
+			t.Errorf("%s: %v", payload, err)
+		}
+	}
+}

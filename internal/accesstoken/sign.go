@@ -85,8 +85,8 @@ func encodedHeader(key *keys.Key) (string, error) {
 }
 
 // appendClaims writes the claims an issuer sets, as json.Marshal(cl) does
-// for them, except that aud, exp, nbf and iat are always written, then
-// cl.Extra as it is.
+// for them, except that aud, exp, nbf and iat are always written (and a
+// cnf with neither member is left out), then cl.Extra as it is.
 func appendClaims(b []byte, cl *Claims) []byte {
 	b = append(b, `{"iss":`...)
 	b = appendString(b, cl.Issuer)
@@ -120,6 +120,21 @@ func appendClaims(b []byte, cl *Claims) []byte {
 	if cl.Scope != "" {
 		b = append(b, `,"scope":`...)
 		b = appendString(b, cl.Scope)
+	}
+	if cf := cl.Confirmation; cf != nil && (cf.JKT != "" || cf.X5T != "") {
+		b = append(b, `,"cnf":{`...)
+		if cf.JKT != "" {
+			b = append(b, `"jkt":`...)
+			b = appendString(b, cf.JKT)
+		}
+		if cf.X5T != "" {
+			if cf.JKT != "" {
+				b = append(b, ',')
+			}
+			b = append(b, `"x5t#S256":`...)
+			b = appendString(b, cf.X5T)
+		}
+		b = append(b, '}')
 	}
 	b = append(b, cl.Extra...)
 	return append(b, '}')

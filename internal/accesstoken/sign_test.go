@@ -15,22 +15,23 @@ import (
 // issuedClaims is the claims document as the issuer wrote it through
 // json.Marshal before Sign: every member, in this order.
 type issuedClaims struct {
-	Issuer    string   `json:"iss"`
-	Subject   string   `json:"sub"`
-	Audience  Audience `json:"aud"`
-	Expiry    int64    `json:"exp"`
-	NotBefore int64    `json:"nbf"`
-	IssuedAt  int64    `json:"iat"`
-	JTI       string   `json:"jti"`
-	ClientID  string   `json:"client_id"`
-	Scope     string   `json:"scope,omitempty"`
+	Issuer    string        `json:"iss"`
+	Subject   string        `json:"sub"`
+	Audience  Audience      `json:"aud"`
+	Expiry    int64         `json:"exp"`
+	NotBefore int64         `json:"nbf"`
+	IssuedAt  int64         `json:"iat"`
+	JTI       string        `json:"jti"`
+	ClientID  string        `json:"client_id"`
+	Scope     string        `json:"scope,omitempty"`
+	Cnf       *Confirmation `json:"cnf,omitempty"`
 }
 
 // signJWX is the generic jwx path Sign replaces; Sign must produce the
 // same header and payload.
 func signJWX(t testing.TB, key *keys.Key, priv jwk.Key, cl *Claims) string {
 	t.Helper()
-	payload, err := json.Marshal(issuedClaims{cl.Issuer, cl.Subject, cl.Audience, cl.Expiry, cl.NotBefore, cl.IssuedAt, cl.JTI, cl.ClientID, cl.Scope})
+	payload, err := json.Marshal(issuedClaims{cl.Issuer, cl.Subject, cl.Audience, cl.Expiry, cl.NotBefore, cl.IssuedAt, cl.JTI, cl.ClientID, cl.Scope, cl.Confirmation})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +53,9 @@ func TestSignMatchesJWX(t *testing.T) {
 	claims := []*Claims{
 		{Issuer: testIssuer, Subject: "reports", Audience: Audience{testIssuer}, Expiry: 1800003600, NotBefore: 1800000000, IssuedAt: 1800000000, JTI: "abc_-1", ClientID: "reports", Scope: "read write"},
 		{Issuer: testIssuer, Subject: "x", Audience: Audience{"a", "b"}, JTI: "j", ClientID: "x"},
+		{Issuer: testIssuer, Subject: "x", Audience: Audience{"a"}, JTI: "j", ClientID: "x", Scope: "s", Confirmation: &Confirmation{JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}},
+		{Issuer: testIssuer, Subject: "x", Audience: Audience{"a"}, JTI: "j", ClientID: "x", Confirmation: &Confirmation{X5T: "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}},
+		{Issuer: testIssuer, Subject: "x", Audience: Audience{"a"}, JTI: "j", ClientID: "x", Confirmation: &Confirmation{JKT: "a", X5T: "b"}},
 		{Issuer: testIssuer, Subject: "x", Audience: nil, JTI: "j", ClientID: "x"},
 		{Issuer: testIssuer, Subject: "x", Audience: Audience{}, JTI: "j", ClientID: "x"},
 		{Issuer: `https://a.example/<&>"\` + "\x01\u00e9\u2028\xff", Subject: "é", Audience: Audience{"\t"}, JTI: "j", ClientID: "x", Scope: "a\"b"},
