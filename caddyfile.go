@@ -47,6 +47,7 @@ func init() {
 //				claims {
 //					<name> <value...>
 //				}
+//				require_binding dpop|any
 //			}
 //		}
 //	}
@@ -272,6 +273,8 @@ func unmarshalClient(d *caddyfile.Dispenser) (*clients.Config, map[string]caddyf
 			err = durationArg(d, &c.TokenTTL)
 		case "claims":
 			err = unmarshalClaims(d, c, at)
+		case "require_binding":
+			err = oneArg(d, &c.RequireBinding)
 		case "introspect_any":
 			if d.NextArg() {
 				err = d.ArgErr()

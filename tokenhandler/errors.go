@@ -22,6 +22,8 @@ type oauthError struct {
 	basic bool
 	// retryAfter, in seconds, is sent with 429 and 503 answers.
 	retryAfter int
+	// dpopNonce is sent as DPoP-Nonce with use_dpop_nonce answers.
+	dpopNonce string
 }
 
 func (e *oauthError) Error() string { return e.Code + ": " + e.Description }
@@ -105,6 +107,9 @@ func (h *Handler) writeError(w http.ResponseWriter, e *oauthError) error {
 	}
 	if e.retryAfter > 0 {
 		hdr.Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
+	if e.dpopNonce != "" {
+		hdr.Set("DPoP-Nonce", e.dpopNonce)
 	}
 	return writeJSON(w, e.status, e)
 }

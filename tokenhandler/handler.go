@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/internal/accesstoken"
+	"github.com/tokengate/tokengate/internal/dpop"
 	"github.com/tokengate/tokengate/internal/issuer"
 	"github.com/tokengate/tokengate/internal/metrics"
 )
@@ -44,9 +45,11 @@ type Handler struct {
 
 	iss      *issuer.Issuer
 	verifier *accesstoken.Verifier // the issuer's own tokens, any audience
+	dpop     *dpop.Checker         // DPoP proofs at the token endpoint
 	logger   *zap.Logger
 	realm    string
 
+	tokenURL                                        string // the token endpoint's URL, a DPoP proof's htu
 	tokenPath, jwksPath, revokePath, introspectPath string
 	metadataPaths                                   []string
 }
@@ -86,6 +89,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// the path below the issuer is served too, as many clients look there.
 	h.metadataPaths = []string{issuer.MetadataPath + base, base + issuer.MetadataPath}
 	h.realm = strings.NewReplacer(`"`, "", `\`, "").Replace(h.iss.Config.Issuer)
+	h.tokenURL = h.iss.Config.BaseURL() + issuer.TokenPath
+	if h.dpop, err = dpop.New(dpop.Config{Now: func() time.Time { return h.iss.Now() }}); err != nil {
+		return err
+	}
 	return nil
 }
 

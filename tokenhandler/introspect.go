@@ -43,7 +43,7 @@ func (h *Handler) introspect(ctx context.Context, client *clients.Config, token 
 		if err != nil || !mayRead(c.ClientID) {
 			return inactive, nil
 		}
-		return introspection{Active: true, Claims: c, TokenType: "Bearer"}, nil
+		return introspection{Active: true, Claims: c, TokenType: tokenType(c)}, nil
 	}
 	info, err := h.iss.Refresh.Lookup(ctx, token)
 	if errors.Is(err, refresh.ErrInvalid) {

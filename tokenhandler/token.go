@@ -96,8 +96,12 @@ func (h *Handler) token(w *outcome, r *http.Request) error {
 	if !client.Allows(tr.grantType) {
 		return h.refuse(w, client.ClientID, errUnauthorizedClient("the client may not use the "+tr.grantType+" grant"))
 	}
+	cnf, oe := h.binding(r, client)
+	if oe != nil {
+		return h.refuse(w, client.ClientID, oe)
+	}
 	if tr.grantType == clients.GrantRefreshToken {
-		return h.refreshGrant(w, r, client, tr)
+		return h.refreshGrant(w, r, client, tr, cnf)
 	}
 	scopes, oe := narrowScopes(tr, client.Scopes)
 	if oe != nil {
@@ -107,7 +111,7 @@ func (h *Handler) token(w *outcome, r *http.Request) error {
 	if oe != nil {
 		return h.refuse(w, client.ClientID, oe)
 	}
-	at, err := h.iss.Issue(client, scopes, aud)
+	at, err := h.iss.IssueBound(client, scopes, aud, cnf)
 	if err != nil {
 		return h.fail(w, err)
 	}
@@ -129,7 +133,7 @@ func accessRef(at *issuer.AccessToken) refresh.AccessRef {
 }
 
 // refreshGrant redeems a refresh token (RFC 6749 §6), rotating it.
-func (h *Handler) refreshGrant(w http.ResponseWriter, r *http.Request, client *clients.Config, tr *tokenRequest) error {
+func (h *Handler) refreshGrant(w http.ResponseWriter, r *http.Request, client *clients.Config, tr *tokenRequest, cnf *accesstoken.Confirmation) error {
 	if tr.refreshToken == "" {
 		return h.refuse(w, client.ClientID, errInvalidRequest("refresh_token is required"))
 	}
@@ -150,7 +154,7 @@ func (h *Handler) refreshGrant(w http.ResponseWriter, r *http.Request, client *c
 			return refresh.AccessRef{}, errInvalidGrant("the refresh token's audience is no longer allowed")
 		}
 		var err error
-		if at, err = h.iss.Issue(client, scopes, aud); err != nil {
+		if at, err = h.iss.IssueBound(client, scopes, aud, cnf); err != nil {
 			return refresh.AccessRef{}, err
 		}
 		return accessRef(at), nil
@@ -176,7 +180,7 @@ func (h *Handler) refreshGrant(w http.ResponseWriter, r *http.Request, client *c
 func (h *Handler) answer(w http.ResponseWriter, client *clients.Config, tr *tokenRequest, scopes []string, at *issuer.AccessToken, refreshToken string) error {
 	resp := tokenResponse{
 		AccessToken:  at.Token,
-		TokenType:    "Bearer",
+		TokenType:    tokenType(&at.Claims),
 		ExpiresIn:    int64(at.TTL.Seconds()),
 		RefreshToken: refreshToken,
 	}

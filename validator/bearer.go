@@ -21,35 +21,41 @@ var (
 	errClaimMismatch = errors.New("a required claim is missing or has another value")
 )
 
-// bearerToken returns the token of an `Authorization: Bearer` header value.
-// The scheme is case-insensitive (RFC 7235); anything else, including no
-// header, is errNoToken. The size cap is applied before any parsing.
-func bearerToken(values []string) (string, error) {
+// credential returns the token of an `Authorization: Bearer` or
+// `Authorization: DPoP` header value (RFC 6750, RFC 9449 §7.1), and
+// whether the scheme is DPoP. The scheme is case-insensitive (RFC 7235);
+// anything else, including no header, is errNoToken. The size cap is
+// applied before any parsing.
+func credential(values []string) (tok string, dpopScheme bool, err error) {
 	switch len(values) {
 	case 0:
-		return "", errNoToken
+		return "", false, errNoToken
 	case 1:
 	default:
-		return "", errDuplicateAuth
+		return "", false, errDuplicateAuth
 	}
 	v := values[0]
 	if len(v) > MaxAuthorizationSize {
-		return "", accesstoken.ErrTooLarge
+		return "", false, accesstoken.ErrTooLarge
 	}
-	const scheme = "bearer"
-	if len(v) < len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
-		return "", errNoToken
+	var rest string
+	switch {
+	case len(v) >= len("bearer") && strings.EqualFold(v[:len("bearer")], "bearer"):
+		rest = v[len("bearer"):]
+	case len(v) >= len("dpop") && strings.EqualFold(v[:len("dpop")], "dpop"):
+		rest, dpopScheme = v[len("dpop"):], true
+	default:
+		return "", false, errNoToken
 	}
-	rest := v[len(scheme):]
 	if rest == "" {
-		return "", accesstoken.ErrMalformed
+		return "", dpopScheme, accesstoken.ErrMalformed
 	}
 	if rest[0] != ' ' && rest[0] != '\t' {
-		return "", errNoToken // e.g. "Bearerx": another scheme
+		return "", false, errNoToken // e.g. "Bearerx": another scheme
 	}
-	tok := strings.Trim(rest, " \t")
+	tok = strings.Trim(rest, " \t")
 	if tok == "" {
-		return "", accesstoken.ErrMalformed
+		return "", dpopScheme, accesstoken.ErrMalformed
 	}
-	return tok, nil
+	return tok, dpopScheme, nil
 }

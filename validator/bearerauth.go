@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/internal/accesstoken"
+	"github.com/tokengate/tokengate/internal/dpop"
 	"github.com/tokengate/tokengate/internal/localissuer"
 	"github.com/tokengate/tokengate/internal/metrics"
 	"github.com/tokengate/tokengate/internal/revocation"
@@ -127,6 +128,20 @@ type Handler struct {
 	// Default: false (the header is passed on).
 	StripAuthorization bool `json:"strip_authorization,omitempty"`
 
+	// Require makes the route accept only sender-constrained tokens:
+	// `dpop` (RFC 9449: `Authorization: DPoP` with a valid `DPoP` proof by
+	// the token's key) or `any` (any binding tokengate checks). A bearer
+	// token is then refused with 401 invalid_token and a DPoP challenge.
+	// Whatever this says, a DPoP-bound token is never accepted as a bearer
+	// token. Default: "" (bearer and bound tokens).
+	Require string `json:"require,omitempty"`
+
+	// DPoPNonce makes DPoP proofs carry a server nonce (RFC 9449 §9): a
+	// proof without a fresh one is answered 401 `use_dpop_nonce` with a
+	// `DPoP-Nonce` header to retry with. Nonces live 5 minutes and are
+	// shared by the routes of a Caddy process. Default: false.
+	DPoPNonce bool `json:"dpop_nonce,omitempty"`
+
 	// RefreshInterval is how often a remote issuer's JWK set is refetched.
 	// A token naming an unknown kid also causes a refetch, at most once per
 	// 30s (or per refresh interval, if shorter). Default: 5m.
@@ -140,8 +155,11 @@ type Handler struct {
 	now      func() time.Time
 	noCache  bool // benchmarks measure the cold path with it
 
+	dpop *dpop.Checker
+
 	challenge      string // no token
 	scopeChallenge string // insufficient_scope, without error_description
+	dpopChallenge  string // the DPoP scheme's challenge, without error
 	logger         *zap.Logger
 }
 
@@ -298,11 +316,11 @@ func (h *Handler) provisionCommon() error {
 		return err
 	}
 	h.challenge = fmt.Sprintf(`Bearer realm="%s"`, h.Realm)
-	h.scopeChallenge = fmt.Sprintf(`Bearer realm="%s", error="insufficient_scope"`, h.Realm)
+	h.scopeChallenge = `error="insufficient_scope"`
 	if len(h.Scopes) > 0 {
 		h.scopeChallenge += fmt.Sprintf(`, scope="%s"`, strings.Join(h.Scopes, " "))
 	}
-	return nil
+	return h.provisionSender()
 }
 
 // validate checks the options. Provision runs it before any key fetch;
@@ -321,6 +339,11 @@ func (h *Handler) validate() error {
 		if a == "" {
 			return errors.New("audience: empty value")
 		}
+	}
+	switch h.Require {
+	case "", RequireDPoP, RequireAny:
+	default:
+		return fmt.Errorf("require: unsupported value %q (dpop, any)", h.Require)
 	}
 	for _, s := range h.Scopes {
 		if !accesstoken.ValidScopeToken(s) {
@@ -374,7 +397,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return nil
 	}
 	start := time.Now()
-	c, err := h.check(r.Context(), r.Header["Authorization"])
+	c, err := h.check(r)
 	validatorDuration.Observe(time.Since(start).Seconds())
 	countValidation(err)
 	if err != nil {
@@ -435,22 +458,34 @@ func classify(reason error) *refusal {
 	case errInsufficient, errClaimMismatch:
 		return &refusal{status: http.StatusForbidden, code: "insufficient_scope", reason: reason}
 	}
+	var de *dpop.Error
+	if errors.As(reason, &de) {
+		return &refusal{status: http.StatusUnauthorized, code: de.Code, reason: reason}
+	}
 	return &refusal{status: http.StatusUnauthorized, code: "invalid_token", reason: reason}
 }
 
-// deny sets the challenge and returns the refusal as a handler error.
+// deny sets the challenge and returns the refusal as a handler error. The
+// challenge's scheme is DPoP (with the accepted algs) when the route
+// requires bound tokens or the request or the reason is about DPoP, Bearer
+// otherwise.
 func (h *Handler) deny(w http.ResponseWriter, r *http.Request, reason error) error {
 	rf := classify(reason)
-	var challenge string
+	challenge := h.challenge
+	if h.usesDPoP(r, reason) {
+		challenge = h.dpopChallenge
+	}
 	switch rf.code {
 	case "":
-		challenge = h.challenge
 	case "insufficient_scope":
-		challenge = h.scopeChallenge + `, error_description="` + reason.Error() + `"`
+		challenge += `, ` + h.scopeChallenge + `, error_description="` + reason.Error() + `"`
 	default:
-		challenge = h.challenge + `, error="` + rf.code + `", error_description="` + reason.Error() + `"`
+		challenge += `, error="` + rf.code + `", error_description="` + reason.Error() + `"`
 	}
 	w.Header().Set("WWW-Authenticate", challenge)
+	if reason == dpop.ErrUseNonce {
+		w.Header().Set("DPoP-Nonce", h.dpop.Nonces().Issue(h.now()))
+	}
 	if ce := h.logger.Check(zap.DebugLevel, "bearer token refused"); ce != nil {
 		ce.Write(zap.String("remote_ip", r.RemoteAddr), zap.Int("status", rf.status), zap.String("reason", reason.Error()))
 	}

@@ -36,6 +36,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    allow_preflight                         # CORS preflights pass without a token
 //	    strip_authorization                     # the upstream never sees the token
 //	    refresh_interval    <duration>          # remote JWKS refetch; default: 5m
+//	    require             dpop|any            # sender-constrained tokens only
+//	    dpop_nonce                              # DPoP proofs need a server nonce
 //	}
 //
 // With no block, tokens of the local issuer "default" for its default
@@ -58,7 +60,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		seen[opt] = true
 		switch opt {
-		case "issuer", "jwks_url", "realm":
+		case "issuer", "jwks_url", "realm", "require":
 			var v string
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
@@ -70,6 +72,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.JWKSURL = v
 			case "realm":
 				h.Realm = v
+			case "require":
+				h.Require = v
 			}
 		case "audience", "scopes":
 			vals := d.RemainingArgs()
@@ -109,7 +113,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				h.RefreshInterval = caddy.Duration(dur)
 			}
-		case "require_typ", "allow_preflight", "strip_authorization":
+		case "require_typ", "allow_preflight", "strip_authorization", "dpop_nonce":
 			if d.NextArg() {
 				return d.ArgErr()
 			}
@@ -120,6 +124,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.AllowPreflight = true
 			case "strip_authorization":
 				h.StripAuthorization = true
+			case "dpop_nonce":
+				h.DPoPNonce = true
 			}
 		default:
 			return d.Errf("unrecognized bearer_auth option %q", opt)

@@ -48,6 +48,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			StripAuthorization: true,
 			RefreshInterval:    caddy.Duration(15 * time.Minute),
 		}, ""},
+		{"sender constraint", "bearer_auth {\n require dpop\n dpop_nonce\n}", Handler{Require: "dpop", DPoPNonce: true}, ""},
+		{"require twice", "bearer_auth {\n require dpop\n require any\n}", Handler{}, "require: specified more than once"},
 		{"local issuer by name", "bearer_auth {\n issuer internal\n scopes a b\n}", Handler{Issuer: "internal", Scopes: []string{"a", "b"}}, ""},
 		{"repeated claim name adds values", "bearer_auth {\n claim tenant acme\n claim tenant globex\n}", Handler{Claims: map[string][]string{"tenant": {"acme", "globex"}}}, ""},
 		{"inline argument", `bearer_auth default`, Handler{}, "wrong argument count"},
@@ -118,6 +120,15 @@ func TestUnmarshalCaddyfileCheckedWithLine(t *testing.T) {
 		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
 		if err == nil || err.Error() != want {
 			t.Errorf("%q: error %v, want %s", input, err, want)
+		}
+	}
+}
+
+func TestRequireValues(t *testing.T) {
+	for v, ok := range map[string]bool{"": true, "dpop": true, "any": true, "mtls": false, "DPoP": false} {
+		h := Handler{Require: v}
+		if err := h.provisionCommon(); (err == nil) != ok {
+			t.Errorf("require %q: %v", v, err)
 		}
 	}
 }

@@ -245,7 +245,7 @@ func testForgeries(t *testing.T, alg string) {
 				t.Error("the answer echoes the token")
 			}
 			if f.want != nil {
-				if _, err := h.check(t.Context(), []string{"Bearer " + tok}); err != f.want {
+				if _, err := h.check(authRequest(t, "Bearer "+tok)); err != f.want {
 					t.Errorf("reason %v, want %v", err, f.want)
 				}
 			}

@@ -39,10 +39,10 @@ func FuzzBearerHeader(f *testing.F) {
 	}
 	h.noCache = true // every input is verified, none is served from the cache
 	f.Fuzz(func(t *testing.T, auth string) {
-		c, err := h.check(t.Context(), []string{auth})
+		c, err := h.check(authRequest(t, auth))
 		if err == nil {
 			// Only the real token (with other spacing or scheme case) may pass.
-			if tok, _ := bearerToken([]string{auth}); tok != good {
+			if tok, dpop, _ := credential([]string{auth}); tok != good || dpop {
 				t.Fatalf("accepted %q (claims %+v)", auth, c)
 			}
 		}

@@ -179,7 +179,7 @@ func TestTimeChecks(t *testing.T) {
 				h.Leeway = caddy.Duration(tt.leeway)
 				h.now = local.Now
 			})
-			_, err := h.check(t.Context(), []string{"Bearer " + tok})
+			_, err := h.check(authRequest(t, "Bearer "+tok))
 			if err != tt.want {
 				t.Errorf("got %v, want %v", err, tt.want)
 			}
@@ -280,7 +280,7 @@ func TestAudienceIssuerAndTyp(t *testing.T) {
 	h := newLocal(t, iss, func(h *Handler) { h.Audience = []string{"https://api.example.com"} })
 	for _, payload := range []string{`["not","an","object"]`, `null`, `{"exp":1,"exp":2`, `"text"`} {
 		tok := signRaw(t, signer, "ES256", hdr("at+jwt"), payload)
-		if _, err := h.check(t.Context(), []string{"Bearer " + tok}); err != accesstoken.ErrBadClaims {
+		if _, err := h.check(authRequest(t, "Bearer "+tok)); err != accesstoken.ErrBadClaims {
 			t.Errorf("payload %s: got %v, want %v", payload, err, accesstoken.ErrBadClaims)
 		}
 	}
@@ -291,7 +291,7 @@ func TestAudienceIssuerAndTyp(t *testing.T) {
 				tt.claims(c)
 			}
 			tok := signRaw(t, signer, "ES256", tt.header, mustJSON(t, c))
-			if _, err := h.check(t.Context(), []string{"Bearer " + tok}); err != tt.want {
+			if _, err := h.check(authRequest(t, "Bearer "+tok)); err != tt.want {
 				t.Errorf("got %v, want %v", err, tt.want)
 			}
 		})

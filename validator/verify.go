@@ -2,26 +2,30 @@ package validator
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/tokengate/tokengate/internal/accesstoken"
 )
 
-// check verifies the bearer token of a request's Authorization header
-// values for this route, top to bottom:
+// check verifies the access token of a request for this route, top to
+// bottom:
 //
-//  1. the credential: one `Authorization: Bearer` header, size-capped;
+//  1. the credential: one `Authorization: Bearer` or `Authorization: DPoP`
+//     header, size-capped;
 //  2. the token's signature and claims (accesstoken), or the verified
 //     token cached when this route's key source verified the same
 //     signature before and its key is still published;
 //  3. the token's validity (accesstoken): typ, exp/nbf/iat with leeway,
 //     issuer, audience, revocation;
-//  4. the route's policy: required claims, then scopes.
-func (h *Handler) check(ctx context.Context, auth []string) (*accesstoken.Claims, error) {
-	tok, err := bearerToken(auth)
+//  4. the sender constraint (sender.go): a token bound to a DPoP key needs
+//     a valid proof of it, and a route may require bound tokens;
+//  5. the route's policy: required claims, then scopes.
+func (h *Handler) check(r *http.Request) (*accesstoken.Claims, error) {
+	tok, dpopScheme, err := credential(r.Header["Authorization"])
 	if err != nil {
 		return nil, err
 	}
-	t, err := h.verifySignature(ctx, tok)
+	t, err := h.verifySignature(r.Context(), tok)
 	if err != nil {
 		return nil, err
 	}
@@ -29,6 +33,9 @@ func (h *Handler) check(ctx context.Context, auth []string) (*accesstoken.Claims
 		return nil, err
 	}
 	c := t.Claims
+	if err := h.checkSender(r, tok, dpopScheme, c); err != nil {
+		return nil, err
+	}
 	for name, want := range h.Claims {
 		if !matches(c.Values(name), want) {
 			return nil, errClaimMismatch

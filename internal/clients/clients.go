@@ -69,7 +69,19 @@ type Config struct {
 	// claimsJSON is Claims encoded once, as the members a token's payload
 	// ends with (see ClaimsJSON).
 	claimsJSON []byte
+
+	// RequireBinding makes every token of the client sender-constrained:
+	// `dpop` (RFC 9449) refuses a token request without a valid DPoP proof
+	// with `invalid_dpop_proof`. `any` accepts any binding tokengate
+	// offers. Default: "" (bearer tokens unless the client sends a proof).
+	RequireBinding string `json:"require_binding,omitempty"`
 }
+
+// Bindings a client may require of its tokens.
+const (
+	BindingDPoP = "dpop"
+	BindingAny  = "any"
+)
 
 // ReservedClaims are the claims the issuer sets itself, or that gates
 // read in their place; a client's own claims may not use these names. The
@@ -190,6 +202,11 @@ func (c *Config) Validate(replaced bool) error {
 			return fail("claims."+ce.name, "%v", ce.err)
 		}
 		return fail("claims", "%v", err)
+	}
+	switch c.RequireBinding {
+	case "", BindingDPoP, BindingAny:
+	default:
+		return fail("require_binding", "unsupported binding %q (dpop, any)", c.RequireBinding)
 	}
 	return nil
 }

@@ -99,6 +99,11 @@ type Error struct {
 
 func (e *Error) Error() string { return e.msg }
 
+// Invalid makes an invalid_dpop_proof refusal: for what a user of a
+// Checker finds wrong with a proof that passed (its key is not the
+// token's).
+func Invalid(msg string) *Error { return invalid(msg) }
+
 func invalid(msg string) *Error { return &Error{Code: "invalid_dpop_proof", msg: msg} }
 
 // Config is what a Checker accepts.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/accesstoken"
 	"github.com/tokengate/tokengate/internal/clients"
+	"github.com/tokengate/tokengate/internal/dpop"
 	"github.com/tokengate/tokengate/internal/keys"
 	"github.com/tokengate/tokengate/internal/localissuer"
 	"github.com/tokengate/tokengate/internal/refresh"
@@ -292,6 +293,12 @@ type AccessToken struct {
 // Issue signs an access token for a client with the given scopes and
 // audience, both already checked against what the client is allowed.
 func (i *Issuer) Issue(c *clients.Config, scopes, aud []string) (*AccessToken, error) {
+	return i.IssueBound(c, scopes, aud, nil)
+}
+
+// IssueBound is Issue for a token bound to the key cnf names (a DPoP key's
+// thumbprint); with a nil cnf it issues a bearer token.
+func (i *Issuer) IssueBound(c *clients.Config, scopes, aud []string, cnf *accesstoken.Confirmation) (*AccessToken, error) {
 	key, err := i.Keys.Current()
 	if err != nil {
 		return nil, err
@@ -314,6 +321,8 @@ func (i *Issuer) Issue(c *clients.Config, scopes, aud []string) (*AccessToken, e
 		ClientID:  c.ClientID,
 		Scope:     strings.Join(scopes, " "),
 		Extra:     c.ClaimsJSON(),
+
+		Confirmation: cnf,
 	}
 	if at.Token, err = accesstoken.Sign(key, &at.Claims); err != nil {
 		return nil, err
@@ -355,6 +364,7 @@ func (i *Issuer) Metadata() map[string]any {
 		"introspection_endpoint":                        base + IntrospectPath,
 		"introspection_endpoint_auth_methods_supported": authMethods,
 		"scopes_supported":                              append([]string{}, scopes...),
+		"dpop_signing_alg_values_supported":             dpop.DefaultAlgs,
 	}
 }
 

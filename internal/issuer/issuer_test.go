@@ -441,6 +441,7 @@ func TestMetadata(t *testing.T) {
 				"introspection_endpoint":                        base + "/oauth/introspect",
 				"revocation_endpoint_auth_methods_supported":    []any{"client_secret_basic", "client_secret_post"},
 				"introspection_endpoint_auth_methods_supported": []any{"client_secret_basic", "client_secret_post"},
+				"dpop_signing_alg_values_supported":             []any{"ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256"},
 			}
 			if !reflect.DeepEqual(md, want) {
 				t.Fatalf("metadata\n got %s\nwant %v", data, want)
