@@ -143,8 +143,11 @@ type Handler struct {
 	DPoPNonce bool `json:"dpop_nonce,omitempty"`
 
 	// RefreshInterval is how often a remote issuer's JWK set is refetched.
-	// A token naming an unknown kid also causes a refetch, at most once per
-	// 30s (or per refresh interval, if shorter). Default: 5m.
+	// A token naming an unknown kid also causes a refetch: at once when the
+	// last such refetch is more than 1s old, so a key the issuer rotates in
+	// is seen within about a second; each refetch that finds no new key
+	// doubles that wait, up to 30s (or the refresh interval, if shorter), so
+	// a flood of random kids costs a handful of fetches. Default: 5m.
 	RefreshInterval caddy.Duration `json:"refresh_interval,omitempty"`
 
 	audience []string // resolved

@@ -2,6 +2,7 @@ package validator
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -40,10 +41,18 @@ const (
 const (
 	// DefaultRefreshInterval is how often a remote JWK set is refetched.
 	DefaultRefreshInterval = 5 * time.Minute
-	// refetchMinInterval bounds the refetches an unknown kid may cause:
-	// at most one per interval (or per refresh interval, if shorter), so a
-	// flood of random kids costs one fetch, not one per request.
-	refetchMinInterval = 30 * time.Second
+	// refetchMinInterval is the shortest time between two refetches for
+	// an unknown kid: a key the issuer rotates in is seen within about a
+	// second, and a flood of random kids costs one fetch per interval at
+	// most, not one per request.
+	refetchMinInterval = time.Second
+	// refetchMaxInterval bounds the back-off of unknown-kid refetches: each
+	// one that finds no new key doubles the wait before the next, up to
+	// this (or the refresh interval, if shorter); one that finds a change
+	// resets it to refetchMinInterval. A sustained flood of random kids
+	// thus costs a fetch per 30s, and a rotation during one is seen within
+	// 30s at worst (the background refresh still runs besides).
+	refetchMaxInterval = 30 * time.Second
 	// fetchTimeout bounds one discovery or JWKS fetch.
 	fetchTimeout = 10 * time.Second
 	// provisionTimeout bounds the first fetch, made while Caddy starts;
@@ -71,24 +80,33 @@ type remoteKey struct {
 // refetched every refresh interval and, rate-limited, when a token names an
 // unknown kid; a failing fetch keeps the last good keys.
 //
+// The unknown-kid rate limit counts only the fetches unknown kids caused:
+// the start-up fetch and the periodic refresh do not delay the first
+// refetch, so a key the issuer rotated in just after either is seen at
+// once. Between two such refetches at least missWait passes; missWait
+// starts at refetchMinInterval (1s), doubles each time a refetch finds the
+// same keys (or fails), up to refetchMaxInterval, and falls back to 1s when
+// one finds a change.
+//
 // This is a small fetcher of its own rather than jwx's jwk.Cache: it needs
 // a size cap on the response, a cap on the number of keys, a filter that
 // drops symmetric keys and derives algorithms, and the unknown-kid rate limit
 // with an injectable clock, all of which would have to be wrapped around
 // jwk.Cache anyway.
 type remoteKeys struct {
-	issuer     string
-	refresh    time.Duration
-	minRefetch time.Duration
-	client     *http.Client
-	logger     *zap.Logger
-	now        func() time.Time
+	issuer  string
+	refresh time.Duration
+	client  *http.Client
+	logger  *zap.Logger
+	now     func() time.Time
 
 	snap atomic.Pointer[remoteSet]
 
-	mu          sync.Mutex // serializes fetches
-	jwksURL     string     // configured or discovered; guarded by mu
-	lastAttempt time.Time  // guarded by mu
+	mu       sync.Mutex    // serializes fetches
+	jwksURL  string        // configured or discovered; guarded by mu
+	lastMiss time.Time     // the last refetch for an unknown kid; guarded by mu
+	missWait time.Duration // the wait before the next one; guarded by mu
+	maxWait  time.Duration
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -105,13 +123,14 @@ func newRemoteKeys(issuer, jwksURL string, refresh time.Duration, logger *zap.Lo
 		refresh = DefaultRefreshInterval
 	}
 	return &remoteKeys{
-		issuer:     issuer,
-		jwksURL:    jwksURL,
-		refresh:    refresh,
-		minRefetch: min(refetchMinInterval, refresh),
-		client:     &http.Client{Timeout: fetchTimeout, CheckRedirect: noRedirects},
-		logger:     logger,
-		now:        time.Now,
+		issuer:   issuer,
+		jwksURL:  jwksURL,
+		refresh:  refresh,
+		missWait: min(refetchMinInterval, refresh),
+		maxWait:  min(refetchMaxInterval, refresh),
+		client:   &http.Client{Timeout: fetchTimeout, CheckRedirect: noRedirects},
+		logger:   logger,
+		now:      time.Now,
 	}
 }
 
@@ -199,12 +218,12 @@ func (s *remoteSet) find(kid string) *accesstoken.Key {
 	return s.byKID[kid]
 }
 
-// refetch fetches the key set for an unknown kid, unless a fetch was made
-// less than minRefetch ago. Concurrent callers wait for the fetch in flight
-// and then use its result instead of making their own.
+// refetch fetches the key set for an unknown kid, unless the last such
+// refetch was less than missWait ago. Concurrent callers wait for the fetch
+// in flight and then use its result instead of making their own.
 func (f *remoteKeys) refetch(ctx context.Context) {
 	f.mu.Lock()
-	recent := !f.lastAttempt.IsZero() && f.now().Sub(f.lastAttempt) < f.minRefetch && !f.lastAttempt.After(f.now())
+	recent := f.missRecentLocked()
 	f.mu.Unlock()
 	if recent {
 		return
@@ -213,21 +232,64 @@ func (f *remoteKeys) refetch(ctx context.Context) {
 	// not be cut short when this request's client goes away.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 	defer cancel()
-	if err := f.fetchIfStale(fctx); err != nil {
+	if err := f.fetchForMiss(fctx); err != nil {
 		f.logger.Warn("refetching the signing keys of the issuer for an unknown kid",
 			zap.String("issuer", f.issuer), zap.Error(err))
 	}
 }
 
-// fetchIfStale is fetch, skipped when another caller fetched while this one
-// waited for the lock.
-func (f *remoteKeys) fetchIfStale(ctx context.Context) error {
+// missRecentLocked reports whether an unknown-kid refetch happened less
+// than missWait ago (a clock that went back counts as long ago).
+func (f *remoteKeys) missRecentLocked() bool {
+	now := f.now()
+	return !f.lastMiss.IsZero() && now.Sub(f.lastMiss) < f.missWait && !f.lastMiss.After(now)
+}
+
+// fetchForMiss is the refetch for an unknown kid, skipped when another
+// caller made one while this one waited for the lock. It sets the wait
+// before the next: back to the minimum when the keys changed, doubled
+// (bounded) when they did not or the fetch failed.
+func (f *remoteKeys) fetchForMiss(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !f.lastAttempt.IsZero() && f.now().Sub(f.lastAttempt) < f.minRefetch && !f.lastAttempt.After(f.now()) {
+	if f.missRecentLocked() {
 		return nil
 	}
-	return f.fetchLocked(ctx)
+	before := f.snap.Load()
+	f.lastMiss = f.now()
+	err := f.fetchLocked(ctx)
+	if err == nil && !before.sameKeys(f.snap.Load()) {
+		f.missWait = min(refetchMinInterval, f.maxWait)
+	} else {
+		f.missWait = min(2*f.missWait, f.maxWait)
+	}
+	return err
+}
+
+// sameKeys reports whether two key sets hold the same keys by kid.
+func (s *remoteSet) sameKeys(o *remoteSet) bool {
+	if s == nil || o == nil {
+		return s == o
+	}
+	if len(s.byKID) != len(o.byKID) || (s.only == nil) != (o.only == nil) {
+		return false
+	}
+	for kid, k := range s.byKID {
+		ok, found := o.byKID[kid]
+		if !found || !sameKey(k, ok) {
+			return false
+		}
+	}
+	return s.only == nil || sameKey(s.only, o.only)
+}
+
+// sameKey reports whether two keys are the same algorithm and public key.
+func sameKey(a, b *accesstoken.Key) bool {
+	if a.KID != b.KID || a.Alg != b.Alg {
+		return false
+	}
+	pa, ok := a.Public.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pa.Equal(b.Public)
 }
 
 // fetch discovers the JWKS URL if needed and fetches the key set.
@@ -238,7 +300,6 @@ func (f *remoteKeys) fetch(ctx context.Context) error {
 }
 
 func (f *remoteKeys) fetchLocked(ctx context.Context) error {
-	f.lastAttempt = f.now()
 	if f.jwksURL == "" {
 		u, err := f.discover(ctx)
 		if err != nil {

@@ -230,54 +230,6 @@ func TestRemoteDiscoveryIssuerMismatch(t *testing.T) {
 	}
 }
 
-func TestRemoteRotationAndFlood(t *testing.T) {
-	p := newIDP(t, "oauth")
-	clk := newClock()
-	h := newRemote(t, p, "", clk, nil)
-	if res := do(h, "Bearer "+p.token(t, "k1", "JWT", clk, nil)); !res.reached {
-		t.Fatalf("refused: %v", res.err)
-	}
-	// A flood of random kids right after the first fetch costs nothing.
-	flood := func(n int) {
-		var wg sync.WaitGroup
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				tok := p.token(t, fmt.Sprintf("random-%d-%d", i, time.Now().UnixNano()), "JWT", clk, nil)
-				if res := do(h, "Bearer "+tok); res.reached || res.status != 401 {
-					t.Errorf("random kid: reached=%v status=%d", res.reached, res.status)
-				}
-			}()
-		}
-		wg.Wait()
-	}
-	flood(200)
-	if n := p.jwksHits.Load(); n != 1 {
-		t.Fatalf("JWKS fetched %d times after a flood within the rate limit, want 1", n)
-	}
-	// Later, a flood makes exactly one refetch.
-	clk.Advance(refetchMinInterval + time.Second)
-	flood(200)
-	if n := p.jwksHits.Load(); n != 2 {
-		t.Fatalf("JWKS fetched %d times after a flood past the rate limit, want 2", n)
-	}
-	// The IdP rotates: a token with the new kid is accepted once the rate
-	// limit allows a refetch.
-	p.addKey(t, "k2")
-	tok2 := p.token(t, "k2", "JWT", clk, nil)
-	if res := do(h, "Bearer "+tok2); res.reached {
-		t.Fatal("new kid accepted without a fetch: the rate limit is not applied")
-	}
-	clk.Advance(refetchMinInterval + time.Second)
-	if res := do(h, "Bearer "+tok2); !res.reached {
-		t.Fatalf("token of the rotated-in key refused: %v", res.err)
-	}
-	if n := p.jwksHits.Load(); n != 3 {
-		t.Errorf("JWKS fetched %d times, want 3", n)
-	}
-}
-
 func TestRemoteIdPDownKeepsLastKeys(t *testing.T) {
 	p := newIDP(t, "oauth")
 	clk := newClock()
@@ -390,6 +342,8 @@ func TestRemoteStartsWhenIdPHangs(t *testing.T) {
 	defer srv.Close()
 	defer close(release)
 	f := newRemoteKeys(srv.URL, "", time.Hour, zap.NewNop())
+	// The unknown-kid refetch below also hangs: bound it.
+	f.client.Timeout = 300 * time.Millisecond
 	start := time.Now()
 	f.start(300 * time.Millisecond)
 	defer f.Destruct()
