@@ -194,11 +194,15 @@ func (r *Redis) Cleanup() error {
 // revocations. Nothing is read yet: the first Sync, or the subscription
 // when it comes up, reads them.
 func (r *Redis) Open(_ context.Context, prefix string) (*state.Handles, error) {
+	return r.open(prefix, time.Now), nil
+}
+
+func (r *Redis) open(prefix string, now func() time.Time) *state.Handles {
 	kp := r.KeyPrefix
 	if kp == "" {
 		kp = DefaultKeyPrefix
 	}
-	b := &backend{client: r.client, base: kp + "{" + path.Base(prefix) + "}:", logger: r.logger, now: time.Now}
+	b := &backend{client: r.client, base: kp + "{" + path.Base(prefix) + "}:", logger: r.logger, now: now}
 	b.files = &storage{b: b, files: b.key("files"), locks: map[string]string{}, held: map[string][]byte{}}
 	b.revs = &revocations{b: b, mem: revocation.NewMemory()}
 	b.revs.resync.Store(true)
@@ -211,7 +215,7 @@ func (r *Redis) Open(_ context.Context, prefix string) (*state.Handles, error) {
 		Revocations: b.revs,
 		Families:    &families{b: b},
 		Close:       func() { cancel(); wg.Wait() },
-	}, nil
+	}
 }
 
 // backend is one issuer's state on Redis.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/revocation"
 	"github.com/tokengate/tokengate/internal/state"
+	"github.com/tokengate/tokengate/internal/statetest"
 	"github.com/tokengate/tokengate/internal/testredis"
 )
 
@@ -351,4 +352,33 @@ func TestCluster(t *testing.T) {
 	}
 	eventually(t, "revocation pushed across the cluster", func() bool { return b.Revocations.IsRevoked("c1") })
 	testFamilyExactlyOnce(t, []*state.Handles{a, b})
+}
+
+// TestConformance runs the state backends' suite on a real redis-server.
+func TestConformance(t *testing.T) {
+	srv := testredis.Start(t)
+	openWith := func(t *testing.T, now func() time.Time) *state.Handles {
+		cfg := Redis{Addresses: []string{srv.Addr()}}
+		o, err := cfg.Options(caddy.NewReplacer())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.client, cfg.logger = goredis.NewUniversalClient(o), zap.NewNop()
+		h := cfg.open(prefix, now)
+		t.Cleanup(func() { h.Close(); _ = cfg.Cleanup() })
+		return h
+	}
+	t.Run("revocations", func(t *testing.T) {
+		statetest.Revocations(t, revocation.MaxLeeway, func(t *testing.T, now func() time.Time) state.Revocations {
+			return openWith(t, now).Revocations
+		})
+	})
+	t.Run("families", func(t *testing.T) {
+		statetest.Families(t, func(t *testing.T) state.Families { return openWith(t, time.Now).Families },
+			func(t *testing.T, id string) {
+				if _, err := srv.Do("SET " + DefaultKeyPrefix + "{0123456789abcdef}:fam:" + id + " {"); err != nil {
+					t.Fatal(err)
+				}
+			})
+	})
 }

@@ -2,10 +2,12 @@ package redis
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,10 +25,15 @@ import (
 // (re)subscription an instance reads every live revocation (a SCAN of the
 // issuer's keys), so what was published while it was cut off is not lost.
 type revocations struct {
-	b      *backend
-	mem    revocation.Memory
-	resync atomic.Bool // a full read is due (start, reconnect, failure)
+	b       *backend
+	mem     revocation.Memory
+	resync  atomic.Bool // a full read is due (start, reconnect, failure)
+	waiters sync.Map    // barrier token -> chan struct{} (Sync)
 }
+
+// barrierWait is how long Sync waits for its own barrier message before
+// it reads every revocation instead.
+const barrierWait = time.Second
 
 // revokeScript stores a revocation and publishes it, in one step: a
 // revocation answered 200 was both stored and pushed. KEYS[1] the
@@ -71,8 +78,12 @@ func (r *revocations) IsRevoked(jti string) bool {
 }
 
 // Sync forgets expired revocations, writes back what this instance holds
-// if Redis came back empty, and reads every live revocation when a full
-// read is due. With the subscription up and nothing lost it costs one GET.
+// if Redis came back empty, and makes sure every revocation published
+// before it was received: it publishes a barrier of its own and waits for
+// it on the subscription (Redis delivers a channel's messages in order).
+// When a full read is due, or the barrier does not come back in time, it
+// reads every live revocation instead. With the subscription up it costs a
+// GET and a PUBLISH.
 func (r *revocations) Sync(ctx context.Context) error {
 	now := r.b.now()
 	r.mem.Forget(now)
@@ -80,7 +91,7 @@ func (r *revocations) Sync(ctx context.Context) error {
 		r.resync.Store(true)
 		return err
 	}
-	if !r.resync.Swap(false) {
+	if !r.resync.Swap(false) && r.barrier(ctx) {
 		return nil
 	}
 	if err := r.readAll(ctx); err != nil {
@@ -88,6 +99,30 @@ func (r *revocations) Sync(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// barrier publishes a marker and reports whether this instance's
+// subscription received it within barrierWait.
+func (r *revocations) barrier(ctx context.Context) bool {
+	tok := make([]byte, 8)
+	if _, err := rand.Read(tok); err != nil {
+		return false
+	}
+	id := hex.EncodeToString(tok)
+	ch := make(chan struct{})
+	r.waiters.Store(id, ch)
+	defer r.waiters.Delete(id)
+	if err := r.b.client.Publish(ctx, r.b.channel(), "sync "+id).Err(); err != nil {
+		return false
+	}
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-time.After(barrierWait):
+		return false
+	}
 }
 
 // readAll reads every live revocation of the issuer. On a Redis Cluster
@@ -175,6 +210,12 @@ func (r *revocations) subscribe(ctx context.Context) {
 				r.b.logger.Warn("reading revocations after subscribing", zap.Error(err))
 			}
 		case *goredis.Message:
+			if id, ok := strings.CutPrefix(m.Payload, "sync "); ok {
+				if ch, ok := r.waiters.LoadAndDelete(id); ok {
+					close(ch.(chan struct{}))
+				}
+				continue // another instance's barrier, or this one's
+			}
 			r.add(m.Payload, r.b.now())
 		}
 	}
