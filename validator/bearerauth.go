@@ -86,16 +86,31 @@ type Handler struct {
 	// without `audience`.
 	Audience []string `json:"audience,omitempty"`
 
-	// Scopes the token must all grant (in its `scope` claim, or `scp`).
-	// Repeated `scopes` lines add scopes that are all required (AND).
-	// Default: none.
+	// Scopes the token must all grant (in its `scope` claim, or `scp`, or
+	// the claim ScopeClaim names). Repeated `scopes` lines add scopes that
+	// are all required (AND). Default: none.
 	Scopes []string `json:"scopes,omitempty"`
+
+	// ScopeClaim names the claim the scopes are read from instead of
+	// `scope`/`scp`: an array of strings or a space-separated string, found
+	// by name or by a path into nested objects such as Keycloak's
+	// `realm_access.roles` (see Claims for the path rule). Default: empty,
+	// the token's `scope` (or `scp`).
+	ScopeClaim string `json:"scope_claim,omitempty"`
 
 	// Claims are further requirements on the token: for each claim name,
 	// the claim (or, for an array claim, one of its elements) must equal one
 	// of the listed values. Numbers and booleans compare as their JSON text.
 	// All listed claims must match; a mismatch is a 403. Repeated `claim`
-	// lines for one claim add accepted values (OR). Default: none.
+	// lines for one claim add accepted values (OR).
+	//
+	// A name reaches into nested objects: a top-level claim of exactly that
+	// name wins (so `https://example.com/roles` needs nothing special);
+	// otherwise dots separate the members of a path, like
+	// `realm_access.roles` or `resource_access.my-app.roles`, and `\.` is a
+	// dot inside a member name (`resource_access.my\.app.roles`). The
+	// {http.auth.user.claims.NAME} placeholders follow the same rule.
+	// Default: none.
 	Claims map[string][]string `json:"claims,omitempty"`
 
 	// Leeway is the clock skew tolerated on exp, nbf and iat.

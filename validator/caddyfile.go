@@ -29,6 +29,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    jwks_url            <url>               # remote issuer without discovery
 //	    audience            <aud...>            # required for a remote issuer
 //	    scopes              <scope...>          # all required
+//	    scope_claim         <name|path>         # scopes read from this claim
 //	    claim               <name> <value...>   # one of the values required; repeatable
 //	    leeway              <duration>          # default: 30s; at least 1s
 //	    require_typ                             # remote issuer: typ must be at+jwt
@@ -39,6 +40,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    require             dpop|any            # sender-constrained tokens only
 //	    dpop_nonce                              # DPoP proofs need a server nonce
 //	}
+//
+// Claim names may be paths into nested objects (realm_access.roles; `\.`
+// for a dot inside a member name), as Handler.Claims says.
 //
 // With no block, tokens of the local issuer "default" for its default
 // audience are accepted. audience, scopes and claim may be repeated; their
@@ -60,7 +64,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		seen[opt] = true
 		switch opt {
-		case "issuer", "jwks_url", "realm", "require":
+		case "issuer", "jwks_url", "realm", "require", "scope_claim":
 			var v string
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
@@ -72,6 +76,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.JWKSURL = v
 			case "realm":
 				h.Realm = v
+			case "scope_claim":
+				h.ScopeClaim = v
 			case "require":
 				h.Require = v
 			}

@@ -51,6 +51,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{"sender constraint", "bearer_auth {\n require dpop\n dpop_nonce\n}", Handler{Require: "dpop", DPoPNonce: true}, ""},
 		{"require twice", "bearer_auth {\n require dpop\n require any\n}", Handler{}, "require: specified more than once"},
 		{"local issuer by name", "bearer_auth {\n issuer internal\n scopes a b\n}", Handler{Issuer: "internal", Scopes: []string{"a", "b"}}, ""},
+		{"nested claims", "bearer_auth {\n scope_claim realm_access.roles\n scopes admin\n claim resource_access.my\\.app.roles editor\n}",
+			Handler{ScopeClaim: "realm_access.roles", Scopes: []string{"admin"}, Claims: map[string][]string{`resource_access.my\.app.roles`: {"editor"}}}, ""},
 		{"repeated claim name adds values", "bearer_auth {\n claim tenant acme\n claim tenant globex\n}", Handler{Claims: map[string][]string{"tenant": {"acme", "globex"}}}, ""},
 		{"inline argument", `bearer_auth default`, Handler{}, "wrong argument count"},
 		{"unknown option", "bearer_auth {\n scope read\n}", Handler{}, `unrecognized bearer_auth option "scope"`},

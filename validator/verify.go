@@ -3,6 +3,8 @@ package validator
 import (
 	"context"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/tokengate/tokengate/internal/accesstoken"
 )
@@ -41,12 +43,36 @@ func (h *Handler) check(r *http.Request) (*accesstoken.Claims, error) {
 			return nil, errClaimMismatch
 		}
 	}
-	for _, s := range h.Scopes {
-		if !c.HasScope(s) {
-			return nil, errInsufficient
-		}
+	if err := h.checkScopes(c); err != nil {
+		return nil, err
 	}
 	return c, nil
+}
+
+// checkScopes requires the route's scopes: from the token's scope (or scp)
+// claim, or from the claim scope_claim names.
+func (h *Handler) checkScopes(c *accesstoken.Claims) error {
+	if len(h.Scopes) == 0 {
+		return nil
+	}
+	if h.ScopeClaim == "" {
+		for _, s := range h.Scopes {
+			if !c.HasScope(s) {
+				return errInsufficient
+			}
+		}
+		return nil
+	}
+	var granted []string
+	for _, v := range c.Values(h.ScopeClaim) {
+		granted = append(granted, strings.Fields(v)...)
+	}
+	for _, s := range h.Scopes {
+		if !slices.Contains(granted, s) {
+			return errInsufficient
+		}
+	}
+	return nil
 }
 
 // verifySignature returns the verified form of a token: from the cache

@@ -93,6 +93,9 @@ type claimMaps struct {
 	// rendered holds each claim as a placeholder value: strings as they
 	// are, anything else as JSON text.
 	rendered map[string]string
+	// raw holds each claim's JSON, for paths into nested objects
+	// (claimpath.go).
+	raw map[string]json.RawMessage
 }
 
 // maps returns every claim, decoding them once.
@@ -102,6 +105,7 @@ func (c *Claims) maps() *claimMaps {
 		// The payload parsed as an object with unique members before, so
 		// this cannot fail.
 		_ = json.Unmarshal([]byte(c.payload), &raw)
+		c.all.raw = raw
 		c.all.values = make(map[string][]string, len(raw))
 		c.all.rendered = make(map[string]string, len(raw))
 		for name, v := range raw {
@@ -113,16 +117,32 @@ func (c *Claims) maps() *claimMaps {
 }
 
 // Claim returns a claim as its placeholder renders it: strings as they are,
-// anything else as compact JSON text.
+// anything else as compact JSON text. name may be a path into nested
+// objects (claimpath.go).
 func (c *Claims) Claim(name string) (string, bool) {
-	v, ok := c.maps().rendered[name]
-	return v, ok
+	if v, ok := c.maps().rendered[name]; ok {
+		return v, true
+	}
+	v, ok := c.lookup(name)
+	if !ok {
+		return "", false
+	}
+	return renderClaim(v), true
 }
 
 // Values returns the values a `claim` requirement compares with: a string
 // as it is, a number or boolean as its JSON text, an array as those of its
-// elements.
-func (c *Claims) Values(name string) []string { return c.maps().values[name] }
+// elements. name may be a path into nested objects (claimpath.go).
+func (c *Claims) Values(name string) []string {
+	if v, ok := c.maps().values[name]; ok {
+		return v
+	}
+	v, ok := c.lookup(name)
+	if !ok {
+		return nil
+	}
+	return claimValues(v)
+}
 
 // HasScope reports whether the token was granted scope s.
 func (c *Claims) HasScope(s string) bool {
