@@ -49,6 +49,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -310,31 +311,74 @@ func (s *Store) follow(ctx context.Context, log string, now time.Time) error {
 	if own {
 		return nil // already in memory
 	}
-	for i := s.read[log]; i < hd.Next; i++ {
-		key := s.entryKey(log, i)
-		var e entry
-		found, err := s.loadJSON(ctx, key, &e)
-		if err != nil {
-			return err
-		}
-		var h Hash
-		if !found || len(e.JTI) != hex.EncodedLen(len(h)) {
-			// Missing entries were deleted with an expired log; a corrupt
-			// one names no jti to deny.
-			if found {
-				s.cfg.Logger.Error("corrupt revocation record; its token cannot be identified", zap.String("key", key))
-			}
-			s.read[log] = i + 1
-			continue
-		}
-		if _, err := hex.Decode(h[:], []byte(e.JTI)); err != nil {
-			s.cfg.Logger.Error("corrupt revocation record; its token cannot be identified", zap.String("key", key))
-		} else {
-			s.remember(h, e.Expires, now)
-		}
-		s.read[log] = i + 1
+	from := s.read[log]
+	entries, err := s.loadEntries(ctx, log, from, hd.Next)
+	if err != nil {
+		return err
 	}
+	for k, e := range entries {
+		var h Hash
+		// A missing entry failed to store (its revocation was answered
+		// with an error); a corrupt one names no jti to deny.
+		if e.found && len(e.JTI) != hex.EncodedLen(len(h)) {
+			s.cfg.Logger.Error("corrupt revocation record; its token cannot be identified", zap.String("key", s.entryKey(log, from+k)))
+		} else if e.found {
+			if _, err := hex.Decode(h[:], []byte(e.JTI)); err != nil {
+				s.cfg.Logger.Error("corrupt revocation record; its token cannot be identified", zap.String("key", s.entryKey(log, from+k)))
+			} else {
+				s.remember(h, e.Expires, now)
+			}
+		}
+	}
+	s.read[log] = hd.Next
 	return nil
+}
+
+// loaded is an entry as read from storage.
+type loaded struct {
+	entry
+	found bool
+}
+
+// loadParallel is how many entries a sync loads at once when it has many
+// to read (a start, or a burst of revocations elsewhere): a storage read is
+// mostly waiting.
+const loadParallel = 8
+
+// loadEntries loads the entries [from, to) of a log, in parallel when there
+// are many.
+func (s *Store) loadEntries(ctx context.Context, log string, from, to int) ([]loaded, error) {
+	out := make([]loaded, max(0, to-from))
+	var next atomic.Int64
+	next.Store(int64(from))
+	workers := min(loadParallel, 1+len(out)/64)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= to || ctx.Err() != nil {
+					return
+				}
+				e := &out[i-from]
+				found, err := s.loadJSON(ctx, s.entryKey(log, i), &e.entry)
+				if err != nil {
+					errs <- err
+					return
+				}
+				e.found = found
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, err
+	}
+	return out, ctx.Err()
 }
 
 // deleteLog deletes a whole log, its entries before its head (a head
