@@ -8,6 +8,7 @@
 //   - tokengate: the app holding the issuers (`oauth_issuer` global option)
 //   - http.handlers.oauth_token: the issuer's endpoints (`oauth_token`)
 //   - http.handlers.bearer_auth: the validator (`bearer_auth`)
+//   - admin.api.tokengate: the client API on Caddy's admin endpoint
 package tokengate
 
 import (
@@ -19,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	_ "github.com/tokengate/tokengate/adminapi"
 	"github.com/tokengate/tokengate/internal/issuer"
 	"github.com/tokengate/tokengate/internal/localissuer"
 	_ "github.com/tokengate/tokengate/internal/state/redis"

@@ -52,7 +52,7 @@ func (h *Handler) introspect(ctx context.Context, client *clients.Config, token 
 	if err != nil {
 		return inactive, err
 	}
-	if !mayRead(info.ClientID) {
+	if !mayRead(info.ClientID) || h.iss.Clients.CutOff(info.ClientID, info.Issued.Unix()) {
 		return inactive, nil
 	}
 	return introspection{Active: true, TokenType: "refresh_token", Claims: &accesstoken.Claims{

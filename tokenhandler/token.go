@@ -137,6 +137,15 @@ func (h *Handler) refreshGrant(w http.ResponseWriter, r *http.Request, client *c
 	if tr.refreshToken == "" {
 		return h.refuse(w, client.ClientID, errInvalidRequest("refresh_token is required"))
 	}
+	if h.iss.Clients.HasCutOff(client.ClientID) {
+		// The client's tokens were revoked (or it was disabled and enabled
+		// again): a refresh token issued before that is dead. Anything else
+		// Lookup refuses, Redeem refuses as well, reuse detection included.
+		info, err := h.iss.Refresh.Lookup(r.Context(), tr.refreshToken)
+		if err == nil && h.iss.Clients.CutOff(client.ClientID, info.Issued.Unix()) {
+			return h.refuse(w, client.ClientID, errInvalidGrant(refresh.ErrInvalid.Error()))
+		}
+	}
 	var scopes []string
 	var at *issuer.AccessToken
 	// mint runs under the family's lock, before the refresh token rotates.

@@ -118,6 +118,11 @@ type VerifierConfig struct {
 	// Revoked, when set, reports whether the token with this jti was
 	// revoked. It is called on every check, so it must not do I/O.
 	Revoked func(jti string) bool
+	// CutOff, when set, reports whether the tokens of a client issued at
+	// iat (Unix seconds) are refused: the client was disabled, or its
+	// tokens revoked, after iat. It is called on every check, so it must
+	// not do I/O.
+	CutOff func(clientID string, iat int64) bool
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 }
@@ -215,7 +220,7 @@ func (v *Verifier) VerifySignature(ctx context.Context, tok string) (*Token, err
 
 // Check applies the verifier's rules to a token whose signature verified,
 // in this order: typ, expiry and validity times, issuer, audience,
-// revocation.
+// revocation, the client's cut-off.
 func (v *Verifier) Check(t *Token) error {
 	c := t.Claims
 	if v.cfg.RequireTyp && !isAccessTokenTyp(t.Typ) {
@@ -241,6 +246,9 @@ func (v *Verifier) Check(t *Token) error {
 		return ErrAudience
 	}
 	if v.cfg.Revoked != nil && c.JTI != "" && v.cfg.Revoked(c.JTI) {
+		return ErrRevoked
+	}
+	if v.cfg.CutOff != nil && v.cfg.CutOff(c.ClientID, c.IssuedAt) {
 		return ErrRevoked
 	}
 	return nil

@@ -97,6 +97,10 @@ var ReservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "
 // refused by every gate.
 const MaxClaimsSize = 4096
 
+// unreserved are the characters of a runtime client's id: RFC 3986's
+// unreserved ones, which need no escaping in a URL.
+const unreserved = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+
 // MaxIDLength bounds a client_id, in bytes. The endpoints refuse a longer
 // one before any other work, so an attacker cannot make the throttle or the
 // logs hold ids as large as a request body.
@@ -149,7 +153,14 @@ func ValidateList(cfgs []*Config, replaced bool) error {
 // checks the config as written, before placeholders such as {env.HASH} are
 // replaced: a value still holding one is checked at provision, when
 // Validate runs again with replaced true. The errors are *OptionError.
-func (c *Config) Validate(replaced bool) error {
+func (c *Config) Validate(replaced bool) error { return c.validate(replaced, false) }
+
+// ValidateRuntime checks a client made through the admin API: the rules
+// of Validate, except that it has no secret of its own (the server makes
+// them, and keeps only their hashes).
+func (c *Config) ValidateRuntime() error { return c.validate(true, true) }
+
+func (c *Config) validate(replaced, runtime bool) error {
 	fail := func(option, format string, args ...any) error {
 		return &OptionError{ClientID: c.ClientID, Option: option, Err: fmt.Errorf(format, args...)}
 	}
@@ -162,7 +173,16 @@ func (c *Config) Validate(replaced bool) error {
 	if strings.ContainsAny(c.ClientID, ":\x00") || strings.TrimSpace(c.ClientID) != c.ClientID {
 		return fail("client_id", "must not contain ':' or surrounding spaces")
 	}
+	if runtime && strings.Trim(c.ClientID, unreserved) != "" {
+		// It is a path segment of the admin API and of the CLI's URLs.
+		return fail("client_id", "a client made at run time takes letters, digits, '.', '_', '~' and '-' only")
+	}
 	switch {
+	case runtime && c.Secret != "":
+		return fail("secret", "made by the server (create or rotate-secret), never given")
+	case runtime && c.SecretHash != "":
+		return fail("secret_hash", "made by the server (create or rotate-secret), never given")
+	case runtime:
 	case c.Secret != "" && c.SecretHash != "":
 		return fail("secret_hash", "secret and secret_hash are mutually exclusive")
 	case c.Secret == "" && c.SecretHash == "":

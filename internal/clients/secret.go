@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/state"
 )
 
 // Registry is an issuer's set of clients, with the secret check.
@@ -29,6 +31,19 @@ type Registry struct {
 	// checks are never cached.
 	verified *cache.Cache
 	inflight singleflight.Group
+
+	// State holds the clients made at run time and every client's
+	// cut-off; nil when the registry has only configured clients. Set it
+	// before the first Sync.
+	State state.Clients
+	// Now is the clock of secret expiries and cut-offs. Default: time.Now.
+	Now func() time.Time
+	// MaxTokenTTL bounds the token_ttl of a client made at run time: the
+	// issuer keeps a replaced signing key published that long.
+	MaxTokenTTL time.Duration
+
+	rmu     sync.RWMutex
+	runtime map[string]*runtimeClient
 }
 
 // SecretCacheTTL is how long a successful secret check is remembered.
@@ -106,6 +121,21 @@ func (r *Registry) Authenticate(id, secret string, admit func() error) (*Config,
 	}
 	c, known := r.byID[id]
 	sum := sha256.Sum256([]byte(secret))
+	if !known {
+		if rc := r.runtimeClient(id); rc != nil {
+			return r.authenticateRuntime(rc, sum, admit)
+		}
+	}
+	cfg, err := r.authenticateConfigured(c, known, id, secret, sum, admit)
+	if err == nil && r.disabled(id) {
+		return nil, ErrInvalidClient
+	}
+	return cfg, err
+}
+
+// authenticateConfigured checks the secret of a configured client, or of
+// an unknown one (the fake).
+func (r *Registry) authenticateConfigured(c *client, known bool, id, secret string, sum [sha256.Size]byte, admit func() error) (*Config, error) {
 	if !known {
 		if err := admit(); err != nil {
 			return nil, err

@@ -29,6 +29,7 @@ import (
 	"github.com/tokengate/tokengate/internal/refresh"
 	"github.com/tokengate/tokengate/internal/revocation"
 	"github.com/tokengate/tokengate/internal/state"
+	"github.com/tokengate/tokengate/internal/state/caddystorage"
 	"github.com/tokengate/tokengate/internal/throttle"
 )
 
@@ -151,6 +152,16 @@ func New(ctx context.Context, name string, cfg *Config, storage certmagic.Storag
 	} else if err != nil {
 		return nil, err
 	}
+	reg.State = st.Clients
+	if reg.State == nil {
+		reg.State = caddystorage.NewClients(storage, prefix, logger)
+	}
+	reg.Now, reg.MaxTokenTTL = now, rc.maxTokenTTL()
+	if err := reg.Sync(ctx); errors.Is(err, state.ErrUnavailable) {
+		logger.Warn("client changes not read: state unavailable; reading them when it is back", zap.Error(err))
+	} else if err != nil {
+		return nil, err
+	}
 	return iss, nil
 }
 
@@ -177,6 +188,9 @@ func (i *Issuer) Start() {
 	i.every(ctx, time.Duration(i.Config.RevocationSync), func() {
 		if err := i.Revocations.Sync(ctx); err != nil {
 			i.logger.Error("reading revocations", zap.Error(err))
+		}
+		if err := i.Clients.Sync(ctx); err != nil {
+			i.logger.Error("reading client changes", zap.Error(err))
 		}
 	})
 	i.every(ctx, time.Minute, func() {
@@ -237,8 +251,8 @@ func (i *Issuer) Local() localissuer.Issuer {
 
 // VerifierConfig is how the issuer's own access tokens are verified in
 // this process: with its keys, its issuer URL, its default audience, typ
-// at+jwt required, its revocations refused, its clock, and the default
-// leeway.
+// at+jwt required, its revocations and its clients' cut-offs refused, its
+// clock, and the default leeway.
 func (i *Issuer) VerifierConfig() accesstoken.VerifierConfig {
 	return accesstoken.VerifierConfig{
 		Keys:       accesstoken.LocalKeys{Keys: i.Keys},
@@ -247,6 +261,7 @@ func (i *Issuer) VerifierConfig() accesstoken.VerifierConfig {
 		Leeway:     accesstoken.DefaultLeeway,
 		RequireTyp: true,
 		Revoked:    i.IsRevoked,
+		CutOff:     i.Clients.CutOff,
 		Now:        func() time.Time { return i.Now() },
 	}
 }

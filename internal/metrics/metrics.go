@@ -40,6 +40,14 @@ var (
 		Help: "Revocations by kind of token.",
 	}, []string{"token_type"})
 
+	// ClientChanges counts changes made to clients at run time (the admin
+	// API) by operation: create, update, delete, rotate_secret, disable,
+	// enable, revoke_tokens.
+	ClientChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Name: "client_changes_total",
+		Help: "Changes to clients through the admin API, by operation.",
+	}, []string{"operation"})
+
 	// CacheLookups counts lookups of the verified-token and secret caches,
 	// by hit or miss; their ratio is the cache's hit ratio.
 	CacheLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -76,7 +84,7 @@ func Register(reg *prometheus.Registry) {
 	if reg == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{TokenRequests, TokensIssued, Validations, Revocations, CacheLookups, PasswordHashes, PasswordHashesInFlight, Duration} {
+	for _, c := range []prometheus.Collector{TokenRequests, TokensIssued, Validations, Revocations, ClientChanges, CacheLookups, PasswordHashes, PasswordHashesInFlight, Duration} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

@@ -46,6 +46,8 @@ type Handles struct {
 	// (internal/revocation, internal/refresh).
 	Revocations Revocations
 	Families    Families
+	// Clients, when nil, are kept in Storage (internal/state/caddystorage).
+	Clients Clients
 	// Close, when set, releases what Open took.
 	Close func()
 }
