@@ -1,6 +1,7 @@
 package tokengate_test
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
 
 	"github.com/tokengate/tokengate/internal/testcaddy"
 )
@@ -274,6 +278,13 @@ func TestClientsAPIAcrossInstances(t *testing.T) {
 	if !within(syncWait, func() bool { s, _ := b.call(t, svcTok); return s == 401 }) {
 		t.Error("B still accepts a configured client's revoked token")
 	}
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("svc:svc-secret"))
+	for _, in := range ins {
+		status, body := httpDo(t, http.MethodPost, in.base+"/oauth/introspect", "token="+svcTok, "Authorization", basic)
+		if status != 200 || !strings.Contains(string(body), `"active":false`) {
+			t.Errorf("%s: introspection of a revoked client's token: %d %s", in.base, status, body)
+		}
+	}
 
 	// Survives a restart of B and a config reload of A.
 	b.proc.Stop()
@@ -299,5 +310,95 @@ func TestClientsAPIAcrossInstances(t *testing.T) {
 	}
 	if status, _ := a.api(t, http.MethodGet, "/app1", ""); status != 404 {
 		t.Errorf("read after delete: %d", status)
+	}
+}
+
+// runCLI runs `caddy oauth-client <args>` in process, as caddycmd builds it.
+func runCLI(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	c := caddycmd.Commands()["oauth-client"]
+	cmd := &cobra.Command{Use: c.Name + " " + c.Usage, SilenceUsage: true, SilenceErrors: true}
+	c.CobraFunc(cmd)
+	var out, errOut bytes.Buffer
+	cmd.SetArgs(args)
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	err := cmd.Execute()
+	return out.String(), errOut.String(), err
+}
+
+// TestOAuthClientSubcommands drives a running Caddy with the CLI: every
+// subcommand, against its admin endpoint given by --address.
+func TestOAuthClientSubcommands(t *testing.T) {
+	testcaddy.Binary(t)
+	in := &apiInstance{instance: instance{base: "http://localhost:9485", cfg: apiClusterConfig(9485, 2985, t.TempDir())}, admin: "http://localhost:2985"}
+	in.proc = testcaddy.SpawnProcess(t, in.cfg)
+	in.proc.WaitReady(in.base + "/.well-known/jwks.json")
+	addr := []string{"--address", "localhost:2985"}
+	cli := func(args ...string) map[string]any {
+		t.Helper()
+		out, _, err := runCLI(t, append(args, addr...)...)
+		if err != nil {
+			t.Fatalf("oauth-client %v: %v", args, err)
+		}
+		var v map[string]any
+		if strings.TrimSpace(out) != "" {
+			if err := json.Unmarshal([]byte(out), &v); err != nil {
+				t.Fatalf("oauth-client %v printed %q", args, out)
+			}
+		}
+		return v
+	}
+	out, stderr, err := runCLI(t, append([]string{"create", "--id", "cli1", "--scopes", "read", "--audience", "api", "--refresh", "--claim", "tier=3", "--claim", "team=ops"}, addr...)...)
+	var created map[string]any
+	if err != nil || json.Unmarshal([]byte(out), &created) != nil {
+		t.Fatalf("create: %v %q %q", err, out, stderr)
+	}
+	secret, _ := created["client_secret"].(string)
+	if len(secret) != 43 || !strings.Contains(stderr, "only this once") {
+		t.Fatalf("create printed %q, %q", out, stderr)
+	}
+	if claims, _ := created["claims"].(map[string]any); claims["tier"] != float64(3) || claims["team"] != "ops" {
+		t.Errorf("claims: %v", created["claims"])
+	}
+	if s, tok, _ := in.tokenFor(t, "cli1", secret); s != 200 {
+		t.Fatalf("token for the client made by the CLI: %d", s)
+	} else if status, body := in.call(t, tok); status != 200 || body != "hello cli1 3" {
+		t.Errorf("route: %d %q", status, body)
+	}
+	listOut, _, err := runCLI(t, append([]string{"list"}, addr...)...)
+	if err != nil || !strings.Contains(listOut, `"cli1"`) || !strings.Contains(listOut, `"svc"`) || strings.Contains(listOut, secret) {
+		t.Errorf("list: %v %s", err, listOut)
+	}
+	if v := cli("show", "cli1"); v["client_id"] != "cli1" || v["source"] != "api" {
+		t.Errorf("show: %v", v)
+	}
+	rotated := cli("rotate-secret", "cli1", "--grace", "0s")
+	if s2, _ := rotated["client_secret"].(string); s2 == "" || s2 == secret {
+		t.Fatalf("rotate-secret: %v", rotated)
+	} else if s, _, _ := in.tokenFor(t, "cli1", s2); s != 200 {
+		t.Errorf("new secret: %d", s)
+	}
+	if s, _, _ := in.tokenFor(t, "cli1", secret); s != 401 {
+		t.Errorf("old secret after a rotation without grace: %d", s)
+	}
+	if v := cli("disable", "cli1"); v["disabled"] != true {
+		t.Errorf("disable: %v", v)
+	}
+	if v := cli("enable", "cli1"); v["disabled"] != nil {
+		t.Errorf("enable: %v", v)
+	}
+	if v := cli("revoke-tokens", "svc"); v["tokens_not_before"] == nil {
+		t.Errorf("revoke-tokens: %v", v)
+	}
+	cli("delete", "cli1")
+	if _, _, err := runCLI(t, append([]string{"show", "cli1"}, addr...)...); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("show after delete: %v", err)
+	}
+	if _, _, err := runCLI(t, append([]string{"delete", "svc"}, addr...)...); err == nil || !strings.Contains(err.Error(), "409") {
+		t.Errorf("delete of a configured client: %v", err)
+	}
+	if _, _, err := runCLI(t, append([]string{"create", "--id", "bad id"}, addr...)...); err == nil {
+		t.Error("create with a bad id succeeded")
 	}
 }

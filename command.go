@@ -67,6 +67,11 @@ printed this once and cannot be recovered.
 --json
     Print {"client_id", "client_secret", "secret_hash", "caddyfile"} as
     JSON instead of text, for scripts.
+
+Subcommands manage clients of a running Caddy instead, through the client
+API on its admin endpoint (--address, as caddy reload): create, list,
+show, rotate-secret, disable, enable, revoke-tokens, delete. See
+caddy oauth-client <subcommand> --help.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			fs := cmd.Flags()
@@ -81,6 +86,7 @@ printed this once and cannot be recovered.
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
 				return cmdOAuthClient(fl, cmd.OutOrStdout())
 			})
+			addClientCommands(cmd)
 		},
 	})
 
