@@ -39,7 +39,9 @@ func Sign(key *keys.Key, cl *Claims) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	payload := appendClaims(make([]byte, 0, 384+len(cl.Extra)), cl)
+	// A constant capacity keeps the buffer on the stack; extra claims that
+	// do not fit make append move it to the heap.
+	payload := appendClaims(make([]byte, 0, 512), cl)
 	enc := base64.RawURLEncoding
 	sigLen := signatureSize(key)
 	tok := make([]byte, 0, len(hdr)+1+enc.EncodedLen(len(payload))+1+enc.EncodedLen(sigLen))
