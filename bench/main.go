@@ -105,6 +105,14 @@ func run(ctx context.Context) error {
 	}
 	hash := strings.TrimSpace(string(out))
 
+	if err := checkPortsFree(); err != nil {
+		return err
+	}
+	stopState, err := startState(ctx, tmp)
+	if err != nil {
+		return err
+	}
+	defer stopState()
 	caddy, err := startCaddy(ctx, bin, tmp, hash)
 	if err != nil {
 		return err
@@ -320,6 +328,7 @@ func startCaddy(ctx context.Context, bin, tmp, hash string) (*caddyProc, error) 
 		"XDG_DATA_HOME="+filepath.Join(tmp, "data"),
 		"XDG_CONFIG_HOME="+filepath.Join(tmp, "config"),
 	)
+	cmd.Env = append(cmd.Env, extraEnv...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting caddy: %v", err)

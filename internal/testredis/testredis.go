@@ -99,6 +99,7 @@ func (s *Server) Start() {
 		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
 	}
 	cmd := exec.Command(s.bin, args...)
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("starting redis-server: %v", err)
 	}
