@@ -74,6 +74,12 @@ type Handler struct {
 	// Default: the local issuer "default".
 	Issuer string `json:"issuer,omitempty"`
 
+	// Issuers are several issuers the route accepts, each with its own
+	// audience (a provider in migration, two tenants); a token is verified
+	// only with the keys of the one its `iss` names. Not allowed with
+	// Issuer or JWKSURL. Default: none (the one Issuer). See TrustedIssuer.
+	Issuers []TrustedIssuer `json:"issuers,omitempty"`
+
 	// JWKSURL is the JWK set of a remote issuer that offers neither RFC 8414
 	// nor OpenID Connect discovery. Not allowed with a local issuer.
 	// Default: found by discovery at `<issuer>/.well-known/oauth-authorization-server`,
@@ -166,6 +172,7 @@ type Handler struct {
 	RefreshInterval caddy.Duration `json:"refresh_interval,omitempty"`
 
 	audience []string // resolved
+	iss      string   // the trusted issuer's iss
 	verifier *accesstoken.Verifier
 	src      accesstoken.KeySource // the verifier's keys, for the token cache
 	remote   *remoteKeys
@@ -174,6 +181,8 @@ type Handler struct {
 	noCache  bool // benchmarks measure the cold path with it
 
 	dpop *dpop.Checker
+
+	byIss map[string]*Handler // with Issuers: one per issuer, by iss (issuers.go)
 
 	challenge      string // no token
 	scopeChallenge string // insufficient_scope, without error_description
@@ -196,6 +205,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionCommon(); err != nil {
 		return err
 	}
+	if len(h.Issuers) > 0 {
+		return h.provisionIssuers(ctx) // issuers.go
+	}
+	return h.provisionIssuer(ctx)
+}
+
+// provisionIssuer resolves the route's one trusted issuer and its keys.
+func (h *Handler) provisionIssuer(ctx caddy.Context) error {
 	repl := caddy.NewReplacer()
 	name, err := repl.ReplaceOrErr(h.Issuer, true, true)
 	if err != nil && h.Issuer != "" {
@@ -262,6 +279,7 @@ func (h *Handler) useVerifier(cfg accesstoken.VerifierConfig) {
 		h.now = cfg.Now
 	}
 	cfg.Audience, cfg.Leeway, cfg.Now = h.audience, time.Duration(h.Leeway), h.now
+	h.iss = cfg.Issuer
 	h.src = cfg.Keys
 	h.verifier = accesstoken.NewVerifier(cfg)
 }
@@ -350,6 +368,9 @@ func (h *Handler) validate() error {
 	if h.RefreshInterval < 0 {
 		return errors.New("refresh_interval: must not be negative")
 	}
+	if err := h.validateIssuers(); err != nil {
+		return err
+	}
 	if !validQuoted(h.Realm) {
 		return fmt.Errorf("realm: %q must not contain quotes, backslashes or control characters", h.Realm)
 	}
@@ -389,8 +410,13 @@ func validQuoted(s string) bool {
 	return true
 }
 
-// Cleanup releases the remote issuer's key fetcher.
+// Cleanup releases the remote issuers' key fetchers.
 func (h *Handler) Cleanup() error {
+	for _, ti := range h.byIss {
+		if err := ti.Cleanup(); err != nil {
+			return err
+		}
+	}
 	if h.poolKey != nil {
 		if _, err := remotePool.Delete(*h.poolKey); err != nil {
 			return fmt.Errorf("releasing the key fetcher of %q: %v", h.poolKey.issuer, err)

@@ -26,6 +26,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	bearer_auth [<matcher>] {
 //	    issuer              <name|url>          # default: the local issuer "default"
+//	    issuer              <name|url> {        # several issuers: a block each
+//	        audience        <aud...>            # default: the route's audience
+//	        jwks_url        <url>
+//	    }
 //	    jwks_url            <url>               # remote issuer without discovery
 //	    audience            <aud...>            # required for a remote issuer
 //	    scopes              <scope...>          # all required
@@ -55,6 +59,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		opt := d.Val()
+		if opt == "issuer" {
+			// One issuer, or a block per issuer (issuers.go).
+			if err := h.unmarshalIssuer(d, seen); err != nil {
+				return err
+			}
+			if err := h.validate(); err != nil {
+				return d.Errf("bearer_auth: %v", err)
+			}
+			continue
+		}
 		switch opt {
 		case "audience", "scopes", "claim":
 		default:
@@ -64,14 +78,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		seen[opt] = true
 		switch opt {
-		case "issuer", "jwks_url", "realm", "require", "scope_claim":
+		case "jwks_url", "realm", "require", "scope_claim":
 			var v string
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
 			}
 			switch opt {
-			case "issuer":
-				h.Issuer = v
 			case "jwks_url":
 				h.JWKSURL = v
 			case "realm":

@@ -68,6 +68,21 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{"tiny refresh", "bearer_auth {\n refresh_interval 10ms\n}", Handler{}, "too small"},
 		{"flag with argument", "bearer_auth {\n strip_authorization yes\n}", Handler{}, "wrong argument count"},
 		{"realm twice", "bearer_auth {\n realm a\n realm b\n}", Handler{}, "specified more than once"},
+		{"several issuers", `bearer_auth {
+			issuer https://a.example.com {
+				audience api://a
+			}
+			issuer https://b.example.com/ {
+				audience api://b api://b2
+				jwks_url https://b.example.com/keys
+			}
+		}`, Handler{Issuers: []TrustedIssuer{
+			{Issuer: "https://a.example.com", Audience: []string{"api://a"}},
+			{Issuer: "https://b.example.com/", Audience: []string{"api://b", "api://b2"}, JWKSURL: "https://b.example.com/keys"},
+		}}, ""},
+		{"issuer line and block", "bearer_auth {\n issuer https://a.example.com\n issuer https://b.example.com {\n audience x\n }\n}", Handler{}, "cannot be mixed"},
+		{"issuer block twice", "bearer_auth {\n issuer https://a {\n audience x\n }\n issuer https://a {\n audience y\n }\n}", Handler{}, "listed twice"},
+		{"unknown option in issuer block", "bearer_auth {\n issuer https://a {\n scopes x\n }\n}", Handler{}, "unrecognized option"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

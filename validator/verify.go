@@ -14,7 +14,8 @@ import (
 //
 //  1. the credential: one `Authorization: Bearer` or `Authorization: DPoP`
 //     header, size-capped;
-//  2. the token's signature and claims (accesstoken), or the verified
+//  2. with several trusted issuers, the one the token's iss names;
+//     then the token's signature and claims (accesstoken), or the verified
 //     token cached when this route's key source verified the same
 //     signature before and its key is still published;
 //  3. the token's validity (accesstoken): typ, exp/nbf/iat with leeway,
@@ -27,11 +28,15 @@ func (h *Handler) check(r *http.Request) (*accesstoken.Claims, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := h.verifySignature(r.Context(), tok)
+	iss, err := h.issuerOf(tok) // issuers.go
 	if err != nil {
 		return nil, err
 	}
-	if err := h.verifier.Check(t); err != nil {
+	t, err := iss.verifySignature(r.Context(), tok)
+	if err != nil {
+		return nil, err
+	}
+	if err := iss.verifier.Check(t); err != nil {
 		return nil, err
 	}
 	c := t.Claims
