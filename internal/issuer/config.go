@@ -119,9 +119,12 @@ const (
 
 // resolve replaces placeholders such as {env.X} in the options that may hold
 // them and fills defaults. It works on a copy; the JSON config is untouched.
+// A client's secret and secret_hash also take {env.NAME:default}
+// (withEnvDefaults).
 func (c Config) resolve(repl *caddy.Replacer) (*Config, error) {
 	out := c
 	var err error
+	secrets := withEnvDefaults(repl)
 	if out.Issuer, err = repl.ReplaceOrErr(c.Issuer, true, true); err != nil {
 		return nil, fmt.Errorf("issuer: %v", err)
 	}
@@ -138,12 +141,12 @@ func (c Config) resolve(repl *caddy.Replacer) (*Config, error) {
 		// An unset env variable must not become an empty secret: ReplaceOrErr
 		// fails on unknown placeholders and on empty values.
 		if cc.Secret != "" {
-			if cc.Secret, err = repl.ReplaceOrErr(cl.Secret, true, true); err != nil {
+			if cc.Secret, err = secrets.ReplaceOrErr(cl.Secret, true, true); err != nil {
 				return nil, fmt.Errorf("client %q: secret: %v", cl.ClientID, err)
 			}
 		}
 		if cc.SecretHash != "" {
-			if cc.SecretHash, err = repl.ReplaceOrErr(cl.SecretHash, true, true); err != nil {
+			if cc.SecretHash, err = secrets.ReplaceOrErr(cl.SecretHash, true, true); err != nil {
 				return nil, fmt.Errorf("client %q: secret_hash: %v", cl.ClientID, err)
 			}
 		}
