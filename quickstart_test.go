@@ -15,8 +15,9 @@ const demoJWKS = "http://localhost:8381/.well-known/jwks.json"
 
 // startQuickStart runs Caddyfile.example exactly as the README's Quick start
 // does (its ports 8381, 8382 and the admin endpoint's 2019 must be free),
-// with secret as TOKENGATE_DEMO_SECRET ("" leaves it unset, so demo.env
-// gives it). It returns Caddy's config directory (autosave.json).
+// with secret as TOKENGATE_DEMO_SECRET ("" leaves it unset, so the
+// example's default applies). It returns Caddy's config directory
+// (autosave.json).
 func startQuickStart(t *testing.T, secret string) (configDir string) {
 	t.Helper()
 	t.Setenv("TOKENGATE_DEMO_SECRET", secret) // restored when the test ends
@@ -25,7 +26,7 @@ func startQuickStart(t *testing.T, secret string) (configDir string) {
 	}
 	configDir = t.TempDir()
 	p := testcaddy.Spawn(t, ".", []string{"XDG_CONFIG_HOME=" + configDir},
-		"run", "--config", "Caddyfile.example", "--envfile", "demo.env")
+		"run", "--config", "Caddyfile.example")
 	p.WaitReady(demoJWKS)
 	return configDir
 }
@@ -36,7 +37,7 @@ func demoToken(t *testing.T, id, secret string) (int, []byte) {
 	return httpDo(t, "POST", "http://localhost:8381/oauth/token?grant_type=client_credentials", "", "Authorization", basic)
 }
 
-// TestQuickStart gets a token with the product spec's request and calls
+// TestQuickStart gets a token with the README's curl request and calls
 // the guarded route with it, then checks what else a newcomer may try.
 func TestQuickStart(t *testing.T) {
 	configDir := startQuickStart(t, "")
@@ -51,10 +52,10 @@ func TestQuickStart(t *testing.T) {
 		RefreshToken string `json:"refresh_token"`
 	}
 	if status != 200 || json.Unmarshal(body, &ans) != nil {
-		t.Fatalf("spec curl: %d %s", status, body)
+		t.Fatalf("curl: %d %s", status, body)
 	}
 	if ans.TokenType != "Bearer" || ans.ExpiresIn != 3600 || ans.AccessToken == "" || ans.RefreshToken == "" {
-		t.Fatalf("spec answer: %s", body)
+		t.Fatalf("token answer: %s", body)
 	}
 
 	status, body = httpDo(t, "GET", "http://localhost:8381/reports/daily", "", "Authorization", "Bearer "+ans.AccessToken)
@@ -83,21 +84,10 @@ func TestQuickStart(t *testing.T) {
 		t.Errorf("metadata: %d", status)
 	}
 
-	// The secret, given by demo.env at run time, is in neither the live
-	// config nor its autosaved copy; the sites listen on loopback only.
-	status, config := httpDo(t, "GET", "http://localhost:2019/config/", "")
-	if status != 200 || !strings.Contains(string(config), "{env.TOKENGATE_DEMO_SECRET}") {
-		t.Fatalf("GET /config/: %d %s", status, config)
-	}
-	autosave, err := os.ReadFile(filepath.Join(configDir, "caddy", "autosave.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, cfg := range map[string][]byte{"GET /config/": config, "autosave.json": autosave} {
-		if strings.Contains(string(cfg), "demo-secret") {
-			t.Errorf("%s holds the secret", name)
-		}
-	}
+	// The secret is resolved at run time: the live config and its
+	// autosaved copy hold the placeholder (with its published default), not
+	// the resolved value; the sites listen on loopback only.
+	config := checkSecretNotInConfig(t, configDir, "demo-secret")
 	var live struct {
 		Apps struct {
 			HTTP struct {
@@ -117,18 +107,45 @@ func TestQuickStart(t *testing.T) {
 	}
 }
 
+// checkSecretNotInConfig checks that GET /config/ and autosave.json hold
+// the example's secret placeholder and not secret as a JSON string of its
+// own (the default is part of the placeholder's text). It returns the live
+// config.
+func checkSecretNotInConfig(t *testing.T, configDir, secret string) []byte {
+	t.Helper()
+	const placeholder = `"secret":"{env.TOKENGATE_DEMO_SECRET:demo-secret}"`
+	status, config := httpDo(t, "GET", "http://localhost:2019/config/", "")
+	if status != 200 {
+		t.Fatalf("GET /config/: %d %s", status, config)
+	}
+	autosave, err := os.ReadFile(filepath.Join(configDir, "caddy", "autosave.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, cfg := range map[string][]byte{"GET /config/": config, "autosave.json": autosave} {
+		if !strings.Contains(string(cfg), placeholder) {
+			t.Errorf("%s does not hold %s: %s", name, placeholder, cfg)
+		}
+		if strings.Contains(string(cfg), `"`+secret+`"`) {
+			t.Errorf("%s holds the secret", name)
+		}
+	}
+	return config
+}
+
 // TestQuickStartSecretFromEnvironment: a TOKENGATE_DEMO_SECRET already set
-// wins over demo.env, and it too stays out of the config.
+// wins over the example's default, and it too stays out of the config.
 func TestQuickStartSecretFromEnvironment(t *testing.T) {
 	const secret = "env-secret-4e1f"
-	startQuickStart(t, secret)
+	configDir := startQuickStart(t, secret)
 	if status, body := demoToken(t, "demo-client", "demo-secret"); status != 401 {
 		t.Errorf("published default secret: %d %s, want 401", status, body)
 	}
 	if status, body := demoToken(t, "demo-client", secret); status != 200 {
 		t.Errorf("secret from the environment: %d %s", status, body)
 	}
-	if _, config := httpDo(t, "GET", "http://localhost:2019/config/", ""); strings.Contains(string(config), secret) {
+	config := checkSecretNotInConfig(t, configDir, secret)
+	if strings.Contains(string(config), secret) {
 		t.Errorf("GET /config/ holds the secret")
 	}
 }
