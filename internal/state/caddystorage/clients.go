@@ -47,6 +47,7 @@ type Clients struct {
 	storage certmagic.Storage
 	prefix  string
 	logger  *zap.Logger
+	keep    int // log entries kept: LogLength (tests shorten it)
 
 	mu      sync.RWMutex
 	records map[string]state.Client
@@ -62,7 +63,7 @@ func NewClients(storage certmagic.Storage, prefix string, logger *zap.Logger) *C
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	return &Clients{storage: storage, prefix: prefix, logger: logger, records: map[string]state.Client{}}
+	return &Clients{storage: storage, prefix: prefix, logger: logger, keep: LogLength, records: map[string]state.Client{}}
 }
 
 func (c *Clients) dir() string     { return c.prefix + "/clients" }
@@ -137,7 +138,7 @@ func (c *Clients) Update(ctx context.Context, id string, decide func(rec state.C
 		return err
 	}
 	hd.Next++
-	for hd.Next-hd.First > LogLength {
+	for hd.Next-hd.First > c.keep {
 		// Readers this far behind list the records instead.
 		if err := c.storage.Delete(ctx, c.logDir()+"/"+strconv.Itoa(hd.First)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			c.logger.Warn("deleting an old client log entry", zap.Error(err))
