@@ -16,8 +16,9 @@ import (
 // Every instance sharing the state sees a change at its next Sync (every
 // revocation_sync); the instance that made it sees it at once. Get and All
 // read memory only: the gate asks on every request. The embedded backend
-// is internal/state/caddystorage; another backend (Redis, issue 14)
-// implements this interface to hold runtime clients too.
+// is internal/state/caddystorage, used on every backend's Storage unless
+// the backend's Handles set Clients of its own; statetest.Clients is the
+// conformance suite such a backend must pass.
 type Clients interface {
 	// Update is the compare-and-set of one client's record, under a lock
 	// held by one instance of the cluster at a time: it calls decide with
