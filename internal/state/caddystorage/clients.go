@@ -107,7 +107,7 @@ func (c *Clients) All() []state.Client {
 // Update is the compare-and-set of one client's record.
 func (c *Clients) Update(ctx context.Context, id string, decide func(rec state.Client, found bool) (state.Client, bool, error)) error {
 	if err := c.storage.Lock(ctx, c.dir()); err != nil {
-		return fmt.Errorf("locking client records: %v", err)
+		return fmt.Errorf("locking client records: %w", err)
 	}
 	defer func() {
 		if err := c.storage.Unlock(context.WithoutCancel(ctx), c.dir()); err != nil {
@@ -215,7 +215,7 @@ func (c *Clients) refresh(ctx context.Context, id string) error {
 func (c *Clients) readAll(ctx context.Context, hd logHead) ([]string, error) {
 	keys, err := c.storage.List(ctx, c.recDir(), false)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("listing client records: %v", err)
+		return nil, fmt.Errorf("listing client records: %w", err)
 	}
 	records := make(map[string]state.Client, len(keys))
 	for _, k := range keys {
@@ -258,7 +258,7 @@ func (c *Clients) load(ctx context.Context, id string) (state.Client, bool, erro
 		return rec, false, nil
 	}
 	if err != nil {
-		return rec, false, fmt.Errorf("loading client record: %v", err)
+		return rec, false, fmt.Errorf("loading client record: %w", err)
 	}
 	if err := json.Unmarshal(data, &rec); err != nil || rec.ID != id {
 		return rec, true, state.ErrCorruptClient
@@ -274,7 +274,7 @@ func (c *Clients) loadJSON(ctx context.Context, key string, v any) (bool, error)
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("loading %s: %v", path.Base(key), err)
+		return false, fmt.Errorf("loading %s: %w", path.Base(key), err)
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		c.logger.Error("corrupt client state", zap.String("key", key), zap.Error(err))
@@ -289,7 +289,7 @@ func (c *Clients) storeJSON(ctx context.Context, key string, v any) error {
 		return err
 	}
 	if err := c.storage.Store(ctx, key, data); err != nil {
-		return fmt.Errorf("storing client state: %v", err)
+		return fmt.Errorf("storing client state: %w", err)
 	}
 	return nil
 }
