@@ -149,6 +149,17 @@ type Handler struct {
 	// Default: false (the header is passed on).
 	StripAuthorization bool `json:"strip_authorization,omitempty"`
 
+	// ForwardAuth makes the route a decision endpoint for another proxy
+	// (nginx auth_request, Traefik forwardAuth, Envoy ext_authz over HTTP):
+	// an accepted token is answered 200 with no body and the identity
+	// headers X-Auth-Subject, X-Auth-Client-Id, X-Auth-Scope,
+	// X-Auth-Issuer, X-Auth-Audience and X-Auth-Expires (more with a
+	// deferred `header` directive and the placeholders); the request is not
+	// passed on. Refusals are as without it: 401 or 403 with the RFC 6750
+	// challenge (400 for a malformed request, which nginx turns into 500).
+	// Not allowed with Require. Default: false.
+	ForwardAuth bool `json:"forward_auth,omitempty"`
+
 	// Require makes the route accept only sender-constrained tokens:
 	// `dpop` (RFC 9449: `Authorization: DPoP` with a valid `DPoP` proof by
 	// the token's key) or `any` (any binding tokengate checks). A bearer
@@ -371,6 +382,9 @@ func (h *Handler) validate() error {
 	if err := h.validateIssuers(); err != nil {
 		return err
 	}
+	if err := h.validateForwardAuth(); err != nil {
+		return err
+	}
 	if !validQuoted(h.Realm) {
 		return fmt.Errorf("realm: %q must not contain quotes, backslashes or control characters", h.Realm)
 	}
@@ -452,6 +466,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if repl != nil {
 		repl.Map(placeholders(c))
+	}
+	if h.ForwardAuth {
+		return h.answerForward(w, c) // forwardauth.go
 	}
 	if h.StripAuthorization {
 		r.Header.Del("Authorization")

@@ -43,6 +43,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    refresh_interval    <duration>          # remote JWKS refetch; default: 5m
 //	    require             dpop|any            # sender-constrained tokens only
 //	    dpop_nonce                              # DPoP proofs need a server nonce
+//	    forward_auth                            # answer 200 + X-Auth-* headers; never pass on
 //	}
 //
 // Claim names may be paths into nested objects (realm_access.roles; `\.`
@@ -131,7 +132,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				h.RefreshInterval = caddy.Duration(dur)
 			}
-		case "require_typ", "allow_preflight", "strip_authorization", "dpop_nonce":
+		case "require_typ", "allow_preflight", "strip_authorization", "dpop_nonce", "forward_auth":
 			if d.NextArg() {
 				return d.ArgErr()
 			}
@@ -144,6 +145,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				h.StripAuthorization = true
 			case "dpop_nonce":
 				h.DPoPNonce = true
+			case "forward_auth":
+				h.ForwardAuth = true
 			}
 		default:
 			return d.Errf("unrecognized bearer_auth option %q", opt)

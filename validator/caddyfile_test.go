@@ -68,6 +68,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{"tiny refresh", "bearer_auth {\n refresh_interval 10ms\n}", Handler{}, "too small"},
 		{"flag with argument", "bearer_auth {\n strip_authorization yes\n}", Handler{}, "wrong argument count"},
 		{"realm twice", "bearer_auth {\n realm a\n realm b\n}", Handler{}, "specified more than once"},
+		{"forward auth", "bearer_auth {\n forward_auth\n}", Handler{ForwardAuth: true}, ""},
+		{"forward auth with dpop", "bearer_auth {\n forward_auth\n require dpop\n}", Handler{}, "cannot be combined with require"},
 		{"several issuers", `bearer_auth {
 			issuer https://a.example.com {
 				audience api://a
