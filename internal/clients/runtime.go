@@ -138,6 +138,10 @@ func (r *Registry) Sync(ctx context.Context) error {
 
 // apply rebuilds the runtime client of id from its record.
 func (r *Registry) apply(id string) {
+	// The record is read under the lock, so that two applies of one id
+	// (a Sync and an API change) cannot store an older record last.
+	r.rmu.Lock()
+	defer r.rmu.Unlock()
 	rec, ok := r.State.Get(id)
 	var rc *runtimeClient
 	if ok && len(rec.Config) > 0 {
@@ -147,8 +151,6 @@ func (r *Registry) apply(id string) {
 			rc = nil
 		}
 	}
-	r.rmu.Lock()
-	defer r.rmu.Unlock()
 	if r.runtime == nil {
 		r.runtime = map[string]*runtimeClient{}
 	}

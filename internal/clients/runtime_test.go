@@ -11,7 +11,7 @@ import (
 	"github.com/tokengate/tokengate/internal/state/caddystorage"
 )
 
-func runtimeRegistry(t *testing.T, now *time.Time) *Registry {
+func runtimeRegistry(t testing.TB, now *time.Time) *Registry {
 	t.Helper()
 	r, err := NewRegistry([]*Config{{ClientID: "cfg", Secret: "cfg-secret"}})
 	if err != nil {
