@@ -401,4 +401,25 @@ func TestOAuthClientSubcommands(t *testing.T) {
 	if _, _, err := runCLI(t, append([]string{"create", "--id", "bad id"}, addr...)...); err == nil {
 		t.Error("create with a bad id succeeded")
 	}
+
+	// Audit: a line per change, naming who and what, never a secret; a
+	// metric by operation.
+	logs := in.proc.Output()
+	for _, op := range []string{"create", "rotate_secret", "disable", "enable", "revoke_tokens", "delete"} {
+		if !strings.Contains(logs, `"msg":"client changed","operation":"`+op+`"`) {
+			t.Errorf("no audit line for %s", op)
+		}
+	}
+	if !strings.Contains(logs, `"remote_addr":"127.0.0.1:`) {
+		t.Error("audit lines do not name the remote address")
+	}
+	if strings.Contains(logs, secret) {
+		t.Error("a secret reached the log")
+	}
+	_, metrics := httpDo(t, http.MethodGet, in.admin+"/metrics", "")
+	for _, want := range []string{`tokengate_client_changes_total{operation="create"} 1`, `tokengate_client_changes_total{operation="rotate_secret"} 1`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 }
