@@ -69,7 +69,7 @@ var (
 	alg       = flag.String("alg", "ES256", "signing_alg of the issuer")
 	profile   = flag.String("profile", "", "directory for CPU profiles of Caddy, one per scenario (first round)")
 	caddyfile = flag.String("config", "bench/Caddyfile.bench", "the bench Caddyfile")
-	series    = flag.String("series", "core,refresh", "series to run, comma-separated: core, refresh, state")
+	series    = flag.String("series", "core,refresh", "series to run, comma-separated: core, refresh, state, dpop")
 )
 
 func main() {
@@ -132,8 +132,10 @@ func run(ctx context.Context) error {
 			err = refreshSeries(ctx, caddy)
 		case "state":
 			err = stateSeries(ctx, caddy, tmp)
+		case "dpop":
+			err = dpopSeries(ctx, caddy)
 		default:
-			err = fmt.Errorf("unknown series %q (core, refresh, state)", name)
+			err = fmt.Errorf("unknown series %q (core, refresh, state, dpop)", name)
 		}
 		if err != nil {
 			return err
