@@ -48,6 +48,8 @@ func init() {
 //					<name> <value...>
 //				}
 //				require_binding dpop|any
+//				jwks        <JWK set JSON>    # private_key_jwt
+//				public_key  <PEM file>        # private_key_jwt
 //			}
 //		}
 //	}
@@ -275,6 +277,13 @@ func unmarshalClient(d *caddyfile.Dispenser) (*clients.Config, map[string]caddyf
 			err = unmarshalClaims(d, c, at)
 		case "require_binding":
 			err = oneArg(d, &c.RequireBinding)
+		case "jwks":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				c.JWKS = json.RawMessage(v)
+			}
+		case "public_key":
+			err = oneArg(d, &c.PublicKey)
 		case "introspect_any":
 			if d.NextArg() {
 				err = d.ArgErr()

@@ -107,7 +107,7 @@ func TestParseIssuerOptionErrors(t *testing.T) {
 		"not a hash":          {"oauth_issuer {\n issuer https://a\n client c {\n secret_hash hunter2\n }\n}", "secret_hash: not a bcrypt or argon2id hash", 4},
 		"bad scope":           {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n scopes a \"b\\\\c\"\n }\n}", `client "c": scopes: invalid scope`, 5},
 		"both secrets":        {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n secret_hash " + hash + "\n }\n}", "mutually exclusive", 5},
-		"no secret":           {"oauth_issuer {\n issuer https://a\n client c {\n scopes a\n }\n}", `client "c": one of secret or secret_hash`, 3},
+		"no secret":           {"oauth_issuer {\n issuer https://a\n client c {\n scopes a\n }\n}", `client "c": one of secret, secret_hash, jwks or public_key`, 3},
 		"bad client id":       {"oauth_issuer {\n issuer https://a\n client a:b {\n secret s\n }\n}", "client_id: must not contain ':'", 3},
 		"duplicate client":    {"oauth_issuer {\n issuer https://a\n" + client + client + "}", `client "c": defined more than once`, 6},
 		"no client":           {"oauth_issuer {\n issuer https://a\n token_ttl 1h\n}", "client: at least one client is required", 1},

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/tokengate/tokengate/internal/clientauth"
 	"github.com/tokengate/tokengate/internal/clients"
 )
 
@@ -34,11 +35,13 @@ type credentials struct {
 	basic bool
 	// noCredentials is true when the client sent no credentials at all.
 	noCredentials bool
+	// assertion is a private_key_jwt client assertion (RFC 7523 §2.2).
+	assertion string
 }
 
 // Parameters that carry credentials must not appear in the URL, where
 // access logs and proxies keep them.
-var bodyOnly = []string{"client_id", "client_secret", "refresh_token"}
+var bodyOnly = []string{"client_id", "client_secret", "refresh_token", "client_assertion"}
 
 // parseTokenRequest reads a token request. grant_type, scope and resource
 // may come from the query string (as the README's curl example sends
@@ -144,6 +147,18 @@ func param(query, body url.Values, name string) (string, *oauthError) {
 // credentials; a request may use only one method.
 func clientCredentials(r *http.Request, body url.Values) (credentials, *oauthError) {
 	authz := r.Header.Get("Authorization")
+	if body.Has("client_assertion") || body.Has("client_assertion_type") {
+		if authz != "" || body.Has("client_secret") {
+			return credentials{}, errInvalidRequest("use one client authentication method: a client assertion, Basic or client_secret, not several")
+		}
+		if body.Get("client_assertion_type") != clientauth.AssertionType {
+			return credentials{}, errInvalidRequest("client_assertion_type must be " + clientauth.AssertionType)
+		}
+		if body.Get("client_assertion") == "" {
+			return credentials{}, errInvalidRequest("client_assertion is required with client_assertion_type")
+		}
+		return credentials{clientID: body.Get("client_id"), assertion: body.Get("client_assertion")}, nil
+	}
 	if authz == "" {
 		if body.Has("client_secret") {
 			return credentials{clientID: body.Get("client_id"), clientSecret: body.Get("client_secret")}, nil

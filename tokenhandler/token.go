@@ -222,6 +222,9 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, cr creden
 	if cr.noCredentials {
 		return nil, true, h.refuse(w, "", errInvalidClient(true))
 	}
+	if cr.assertion != "" {
+		return h.authenticateAssertion(w, r, cr)
+	}
 	if len(cr.clientID) > clients.MaxIDLength {
 		// No client has such an id. Refused before any throttle or hash
 		// work, so a request-sized id is never held, hashed or logged.

@@ -70,6 +70,16 @@ type Config struct {
 	// ends with (see ClaimsJSON).
 	claimsJSON []byte
 
+	// JWKS is an inline JWK set of the client's public keys, for
+	// private_key_jwt client authentication (RFC 7523 §2.2). Each key's
+	// algorithm is its `alg`, or the one its kind implies (RSA: RS256).
+	// Default: none.
+	JWKS json.RawMessage `json:"jwks,omitempty"`
+
+	// PublicKey is a PEM file holding the client's public key(s) or
+	// certificate(s), for private_key_jwt. Default: none.
+	PublicKey string `json:"public_key,omitempty"`
+
 	// RequireBinding makes every token of the client sender-constrained:
 	// `dpop` (RFC 9449) refuses a token request without a valid DPoP proof
 	// with `invalid_dpop_proof`. `any` accepts any binding tokengate
@@ -185,8 +195,8 @@ func (c *Config) validate(replaced, runtime bool) error {
 	case runtime:
 	case c.Secret != "" && c.SecretHash != "":
 		return fail("secret_hash", "secret and secret_hash are mutually exclusive")
-	case c.Secret == "" && c.SecretHash == "":
-		return fail("", "one of secret or secret_hash is required (an empty {env.…} placeholder gives an empty secret)")
+	case c.Secret == "" && c.SecretHash == "" && len(c.JWKS) == 0 && c.PublicKey == "":
+		return fail("", "one of secret, secret_hash, jwks or public_key is required (an empty {env.…} placeholder gives an empty secret)")
 	}
 	if c.SecretHash != "" && (replaced || !HoldsPlaceholder(c.SecretHash)) {
 		if _, err := comparerFor(c.SecretHash); err != nil {
@@ -222,6 +232,9 @@ func (c *Config) validate(replaced, runtime bool) error {
 			return fail("claims."+ce.name, "%v", ce.err)
 		}
 		return fail("claims", "%v", err)
+	}
+	if len(c.JWKS) > 0 && !json.Valid(c.JWKS) {
+		return fail("jwks", "not valid JSON")
 	}
 	switch c.RequireBinding {
 	case "", BindingDPoP, BindingAny:

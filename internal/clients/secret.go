@@ -82,10 +82,11 @@ func NewRegistry(cfgs []*Config) (*Registry, error) {
 				// A match against it is still refused (the id is unknown).
 				r.fake = &client{comparer: cmp, hash: c.hash}
 			}
-		} else {
+		} else if cfg.Secret != "" {
 			sum := sha256.Sum256([]byte(cfg.Secret))
 			c.hash = sum[:]
 		}
+		// A client with keys only has no hash: no secret matches it.
 		r.byID[cfg.ClientID] = c
 	}
 	if r.fake == nil {
@@ -93,6 +94,17 @@ func NewRegistry(cfgs []*Config) (*Registry, error) {
 		r.fake = &client{hash: make([]byte, sha256.Size)}
 	}
 	return r, nil
+}
+
+// Get returns the client with the given id: the token endpoint finds a
+// client authenticating by private_key_jwt this way, once its assertion
+// names it.
+func (r *Registry) Get(id string) (*Config, bool) {
+	c, ok := r.byID[id]
+	if !ok {
+		return nil, false
+	}
+	return c.cfg, true
 }
 
 // DeleteExpired frees remembered secret checks that have expired.

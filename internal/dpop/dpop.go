@@ -51,6 +51,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
+
+	"github.com/tokengate/tokengate/internal/seenonce"
 )
 
 // Limits on what a proof may make a checker read.
@@ -125,7 +127,7 @@ type Checker struct {
 	window int64 // seconds
 	nonces *Nonces
 	now    func() time.Time
-	replay *replaySet
+	replay *seenonce.Set
 }
 
 // New makes a Checker. It refuses an algorithm it cannot check.
@@ -144,6 +146,9 @@ func New(cfg Config) (*Checker, error) {
 	}
 	if c.window < 1 {
 		c.window = 1
+	}
+	if c.window > int64(DefaultWindow/time.Second) {
+		c.replay = seenonce.New(MaxRecentProofs, 2*c.window)
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -224,8 +229,7 @@ func (c *Checker) Check(proof string, req Request) (*Proof, error) {
 		return nil, ErrUseNonce
 	}
 	// Recorded last: a proof refused for another reason uses up nothing.
-	// Kept for twice the window, the longest a proof stays acceptable.
-	if err := c.replay.add(k.jkt, cl.jti, now, 2*c.window); err != nil {
+	if err := c.record(k.jkt, cl.jti, now); err != nil {
 		return nil, err
 	}
 	return &Proof{JKT: k.jkt}, nil

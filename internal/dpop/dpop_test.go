@@ -213,30 +213,6 @@ func TestCheckReplay(t *testing.T) {
 	}
 }
 
-func TestReplaySetBoundsAndGenerations(t *testing.T) {
-	s := newReplaySet(3)
-	for i, jti := range []string{"a", "b", "c"} {
-		if err := s.add("k", jti, 100+int64(i), 120); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.add("k", "d", 103, 120); err != errReplayFull {
-		t.Fatalf("full: %v", err)
-	}
-	if err := s.add("other key", "a", 103, 120); err != errReplayFull {
-		t.Fatalf("full, other key: %v", err)
-	}
-	// After one retention the first generation becomes the previous one:
-	// still remembered, and the set still full.
-	if err := s.add("k", "a", 220, 120); err != errReplayed {
-		t.Fatalf("kept for at least the retention: %v", err)
-	}
-	// After two it is dropped.
-	if err := s.add("k", "a", 340, 120); err != nil {
-		t.Fatalf("dropped after twice the retention: %v", err)
-	}
-}
-
 func TestNonces(t *testing.T) {
 	clock := testclock.New(time.Unix(1_800_000_000, 0))
 	n := NewNonces(5 * time.Minute)

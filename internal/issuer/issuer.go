@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/internal/accesstoken"
+	"github.com/tokengate/tokengate/internal/clientauth"
 	"github.com/tokengate/tokengate/internal/clients"
 	"github.com/tokengate/tokengate/internal/dpop"
 	"github.com/tokengate/tokengate/internal/keys"
@@ -53,6 +55,8 @@ type Issuer struct {
 	Keys    *keys.Manager
 	Clients *clients.Registry
 	Refresh *refresh.Store
+	// Assertions checks private_key_jwt client assertions.
+	Assertions *clientauth.Verifier
 	// Revocations lists revoked access tokens (by jti).
 	Revocations state.Revocations
 	// ClientFailures and AddressFailures count failed client
@@ -89,6 +93,12 @@ func New(ctx context.Context, name string, cfg *Config, storage certmagic.Storag
 	}
 	iss := &Issuer{Name: name, Config: rc, Clients: reg, Now: time.Now, logger: logger}
 	now := func() time.Time { return iss.Now() }
+	// RFC 7523 §3: the aud of an assertion is the token endpoint's URL;
+	// the issuer URL is accepted too (OpenID Connect's private_key_jwt).
+	base := rc.BaseURL()
+	if iss.Assertions, err = clientauth.NewVerifier(rc.Clients, []string{base + TokenPath, base, base + "/"}, now); err != nil {
+		return nil, err
+	}
 	if th := rc.Throttle; !th.Disabled {
 		iss.ClientFailures = &throttle.Limiter{Max: th.PerClient, Window: time.Duration(th.Window), Now: now}
 		iss.AddressFailures = &throttle.Limiter{Max: th.PerAddress, Window: time.Duration(th.Window), Now: now}
@@ -367,13 +377,17 @@ func (i *Issuer) Metadata() map[string]any {
 		grantList = append(grantList, clients.GrantRefreshToken)
 	}
 	authMethods := []string{"client_secret_basic", "client_secret_post"}
-	return map[string]any{
+	tokenAuthMethods := authMethods
+	if i.Assertions.HasKeys() {
+		tokenAuthMethods = append(slices.Clone(authMethods), "private_key_jwt")
+	}
+	md := map[string]any{
 		"issuer":                                        i.Config.Issuer,
 		"token_endpoint":                                base + TokenPath,
 		"jwks_uri":                                      base + JWKSPath,
 		"grant_types_supported":                         grantList,
 		"response_types_supported":                      []string{},
-		"token_endpoint_auth_methods_supported":         authMethods,
+		"token_endpoint_auth_methods_supported":         tokenAuthMethods,
 		"revocation_endpoint":                           base + RevokePath,
 		"revocation_endpoint_auth_methods_supported":    authMethods,
 		"introspection_endpoint":                        base + IntrospectPath,
@@ -381,6 +395,10 @@ func (i *Issuer) Metadata() map[string]any {
 		"scopes_supported":                              append([]string{}, scopes...),
 		"dpop_signing_alg_values_supported":             dpop.DefaultAlgs,
 	}
+	if i.Assertions.HasKeys() {
+		md["token_endpoint_auth_signing_alg_values_supported"] = clientauth.SigningAlgs
+	}
+	return md
 }
 
 // Endpoint paths, relative to the issuer URL.

@@ -1,0 +1,276 @@
+// Package clientauth authenticates clients by private_key_jwt (RFC 7523
+// §2.2, OpenID Connect Core §9): the client signs a short-lived JWT, the
+// client assertion, with a private key whose public half it registered.
+// Client secrets are checked by internal/clients (secret.go).
+//
+// An assertion must be a compact JWS signed with one of the client's keys,
+// with that key's own algorithm (never none, never an HMAC); iss and sub
+// the client id; aud naming the token endpoint URL or the issuer; exp
+// present and at most MaxLifetime ahead (and past iat by at most that);
+// nbf and iat, when present, not in the future; and a jti never accepted
+// before within its lifetime.
+//
+// Replay: the jtis are remembered in this process only (internal/seenonce),
+// a first landing. Several instances behind one name would each accept an
+// assertion once within its lifetime (at most MaxLifetime, 5 minutes); a
+// set shared through the issuer's state is the next step.
+package clientauth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+
+	"github.com/tokengate/tokengate/internal/accesstoken"
+	"github.com/tokengate/tokengate/internal/clients"
+	"github.com/tokengate/tokengate/internal/seenonce"
+)
+
+// AssertionType is the client_assertion_type of private_key_jwt.
+const AssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+// MaxLifetime bounds how far an assertion's exp may lie ahead of now (and
+// of its iat): an assertion is made for one request.
+const MaxLifetime = 5 * time.Minute
+
+// Leeway is the clock skew tolerated on an assertion's times.
+const Leeway = 30 * time.Second
+
+// maxRecent bounds the replay set: entries are kept 5.5 to 11 minutes, and
+// each one needs a valid signature by a registered key.
+const maxRecent = 1 << 20
+
+// SigningAlgs are the algorithms a client's keys may sign with.
+var SigningAlgs = []string{"ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256"}
+
+// ErrInvalid is returned for any assertion that does not authenticate a
+// client: the reasons are not told apart in answers.
+var ErrInvalid = errors.New("client assertion refused")
+
+// Verifier checks client assertions for one issuer.
+type Verifier struct {
+	keys      map[string]clientKeys
+	audiences []string
+	now       func() time.Time
+	seen      *seenonce.Set
+}
+
+// NewVerifier loads the public keys of the clients that registered some
+// (jwks, public_key) and accepts assertions whose aud names one of
+// audiences.
+func NewVerifier(cfgs []*clients.Config, audiences []string, now func() time.Time) (*Verifier, error) {
+	v := &Verifier{keys: map[string]clientKeys{}, audiences: audiences, now: now,
+		seen: seenonce.New(maxRecent, int64((MaxLifetime+Leeway)/time.Second))}
+	for _, c := range cfgs {
+		ks, err := LoadKeys(c)
+		if err != nil {
+			return nil, fmt.Errorf("client %q: %v", c.ClientID, err)
+		}
+		if len(ks) > 0 {
+			v.keys[c.ClientID] = ks
+		}
+	}
+	return v, nil
+}
+
+// HasKeys reports whether any client registered keys.
+func (v *Verifier) HasKeys() bool { return len(v.keys) > 0 }
+
+// ClientID returns the client an assertion claims to come from (its sub,
+// else its iss), unverified: for finding the keys to verify it with.
+func ClientID(assertion string) (string, bool) {
+	parts := strings.Split(assertion, ".")
+	if len(assertion) > accesstoken.MaxTokenSize || len(parts) != 3 {
+		return "", false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", false
+	}
+	c, err := accesstoken.ParseClaims(raw)
+	if err != nil {
+		return "", false
+	}
+	if c.Subject != "" {
+		return c.Subject, true
+	}
+	return c.Issuer, c.Issuer != ""
+}
+
+// Verify checks an assertion of client id and records its jti. Every
+// refusal is ErrInvalid wrapped with a reason for logs.
+func (v *Verifier) Verify(ctx context.Context, id, assertion string) error {
+	ks, ok := v.keys[id]
+	if !ok {
+		return fmt.Errorf("%w: the client has no registered keys", ErrInvalid)
+	}
+	now := v.now()
+	av := accesstoken.NewVerifier(accesstoken.VerifierConfig{
+		Keys:     ks,
+		Issuer:   id,
+		Audience: v.audiences,
+		Leeway:   Leeway,
+		Now:      func() time.Time { return now },
+	})
+	c, err := av.Verify(ctx, assertion)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if c.Subject != id {
+		return fmt.Errorf("%w: sub is not the client id", ErrInvalid)
+	}
+	if c.JTI == "" {
+		return fmt.Errorf("%w: no jti", ErrInvalid)
+	}
+	maxExp := now.Add(MaxLifetime + Leeway).Unix()
+	if c.Expiry > maxExp || (c.IssuedAt != 0 && c.Expiry-c.IssuedAt > int64(MaxLifetime/time.Second)) {
+		return fmt.Errorf("%w: lifetime longer than %v", ErrInvalid, MaxLifetime)
+	}
+	switch v.seen.Add(now.Unix(), id, c.JTI) {
+	case nil:
+		return nil
+	case seenonce.ErrSeen:
+		return fmt.Errorf("%w: jti replayed", ErrInvalid)
+	default:
+		return fmt.Errorf("%w: too many recent assertions", ErrInvalid)
+	}
+}
+
+// clientKeys are one client's public keys, as an accesstoken.KeySource.
+type clientKeys []*accesstoken.Key
+
+// Key finds the key named kid; with no kid, the client's only key.
+func (ks clientKeys) Key(_ context.Context, kid string) (*accesstoken.Key, error) {
+	if kid == "" && len(ks) == 1 {
+		return ks[0], nil
+	}
+	for _, k := range ks {
+		if k.KID == kid && kid != "" {
+			return k, nil
+		}
+	}
+	return nil, accesstoken.ErrUnknownKey
+}
+
+// Published reports whether kid is one of the client's keys.
+func (ks clientKeys) Published(kid string) bool {
+	_, err := ks.Key(context.Background(), kid)
+	return err == nil
+}
+
+// LoadKeys reads a client's registered public keys: its inline JWK set
+// and its PEM file (public keys or certificates). A private key in either
+// is refused: the issuer must never hold a client's private key.
+func LoadKeys(c *clients.Config) (clientKeys, error) {
+	var out clientKeys
+	if len(c.JWKS) > 0 {
+		set, err := jwk.Parse(c.JWKS)
+		if err != nil {
+			return nil, fmt.Errorf("jwks: %v", err)
+		}
+		for i := range set.Len() {
+			k, _ := set.Key(i)
+			if priv, err := jwk.IsPrivateKey(k); err != nil || priv {
+				return nil, fmt.Errorf("jwks: key %d must be a public asymmetric key", i)
+			}
+			var pub any
+			if err := jwk.Export(k, &pub); err != nil {
+				return nil, fmt.Errorf("jwks: key %d: %v", i, err)
+			}
+			kid, _ := k.KeyID()
+			alg := ""
+			if a, ok := k.Algorithm(); ok {
+				alg = a.String()
+			}
+			key, err := newKey(kid, alg, pub)
+			if err != nil {
+				return nil, fmt.Errorf("jwks: key %d: %v", i, err)
+			}
+			out = append(out, key)
+		}
+	}
+	if c.PublicKey != "" {
+		data, err := os.ReadFile(c.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("public_key: %v", err)
+		}
+		for rest := data; ; {
+			var b *pem.Block
+			if b, rest = pem.Decode(rest); b == nil {
+				break
+			}
+			var pub any
+			switch b.Type {
+			case "PUBLIC KEY":
+				pub, err = x509.ParsePKIXPublicKey(b.Bytes)
+			case "CERTIFICATE":
+				var cert *x509.Certificate
+				if cert, err = x509.ParseCertificate(b.Bytes); err == nil {
+					pub = cert.PublicKey
+				}
+			default:
+				err = fmt.Errorf("a %s block (only PUBLIC KEY and CERTIFICATE blocks; never a private key)", b.Type)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("public_key %q: %v", c.PublicKey, err)
+			}
+			key, err := newKey("", "", pub)
+			if err != nil {
+				return nil, fmt.Errorf("public_key %q: %v", c.PublicKey, err)
+			}
+			out = append(out, key)
+		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("public_key %q: no PEM block", c.PublicKey)
+		}
+	}
+	return out, nil
+}
+
+// newKey pairs a public key with its algorithm: the one the JWK names, or
+// the one its kind implies (RSA keys: RS256 unless the JWK says PS256).
+func newKey(kid, alg string, pub any) (*accesstoken.Key, error) {
+	implied := ""
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		implied = map[elliptic.Curve]string{elliptic.P256(): "ES256", elliptic.P384(): "ES384", elliptic.P521(): "ES512"}[k.Curve]
+	case ed25519.PublicKey:
+		implied = "EdDSA"
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return nil, errors.New("RSA keys need at least 2048 bits")
+		}
+		implied = "RS256"
+		if alg == "PS256" {
+			implied = alg
+		}
+	}
+	if implied == "" {
+		return nil, fmt.Errorf("unsupported key type %T", pub)
+	}
+	if alg != "" && alg != implied {
+		return nil, fmt.Errorf("alg %s does not fit the key (%s)", alg, implied)
+	}
+	if !slices.Contains(SigningAlgs, implied) {
+		return nil, fmt.Errorf("algorithm %s not supported", implied)
+	}
+	sa, ok := jwa.LookupSignatureAlgorithm(implied)
+	if !ok {
+		return nil, fmt.Errorf("algorithm %s unknown", implied)
+	}
+	return &accesstoken.Key{KID: kid, Alg: sa, Public: pub}, nil
+}

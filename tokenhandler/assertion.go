@@ -1,0 +1,44 @@
+package tokenhandler
+
+import (
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/tokengate/tokengate/internal/clientauth"
+	"github.com/tokengate/tokengate/internal/clients"
+)
+
+// authenticateAssertion authenticates a client by private_key_jwt
+// (RFC 7523 §2.2, internal/clientauth). The client is the one the
+// assertion names (sub); a client_id parameter, when sent, must agree.
+// Failures count against the source address like wrong secrets; an
+// assertion costs one signature check, no password hash, so there is no
+// per-client count to keep.
+func (h *Handler) authenticateAssertion(w http.ResponseWriter, r *http.Request, cr credentials) (*clients.Config, bool, error) {
+	addr := sourceAddress(r)
+	if wait, blocked := h.iss.AddressFailures.Blocked(addr); blocked {
+		return nil, true, h.throttled(w, cr, addr, wait)
+	}
+	fail := func(reason string) (*clients.Config, bool, error) {
+		h.iss.AddressFailures.Take(addr)
+		h.logger.Debug("client assertion refused", zap.String("client_id", logID(cr.clientID)), zap.String("reason", reason))
+		return nil, true, h.refuse(w, cr.clientID, errInvalidClient(false))
+	}
+	id, ok := clientauth.ClientID(cr.assertion)
+	if !ok {
+		return fail("malformed assertion")
+	}
+	if cr.clientID != "" && cr.clientID != id {
+		return fail("client_id differs from the assertion's sub")
+	}
+	cr.clientID = id
+	client, ok := h.iss.Clients.Get(id)
+	if !ok {
+		return fail("unknown client")
+	}
+	if err := h.iss.Assertions.Verify(r.Context(), id, cr.assertion); err != nil {
+		return fail(err.Error())
+	}
+	return client, false, nil
+}
