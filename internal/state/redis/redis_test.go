@@ -24,7 +24,9 @@ const prefix = "tokengate/issuers/0123456789abcdef"
 
 // open is one instance's handles on Redis at addrs, with a client of its
 // own, as a Caddy instance would have.
-func open(t *testing.T, cfg Redis) *state.Handles {
+func open(t *testing.T, cfg Redis) *state.Handles { return openB(t, cfg) }
+
+func openB(t testing.TB, cfg Redis) *state.Handles {
 	t.Helper()
 	o, err := cfg.Options(caddy.NewReplacer())
 	if err != nil {
