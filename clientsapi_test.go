@@ -162,13 +162,17 @@ func TestClientsAPIAcrossInstances(t *testing.T) {
 	}
 
 	// Create at A, use at B.
-	status, ans := a.api(t, http.MethodPost, "", `{"client_id":"app1","scopes":["read"],"audience":["api"],"grant_types":["client_credentials","refresh_token"],"claims":{"tier":"gold"}}`)
+	status, ans := a.api(t, http.MethodPost, "", `{"client_id":"app1","scopes":["read","audit"],"audience":["api"],"grant_types":["client_credentials","refresh_token"],"claims":{"tier":"gold"}}`)
 	secret1, _ := ans["client_secret"].(string)
 	if status != 201 || len(secret1) != 43 || ans["source"] != "api" {
 		t.Fatalf("create: %d %v", status, ans)
 	}
 	if strings.Contains(a.list(t), secret1) {
 		t.Fatal("the list shows the secret")
+	}
+	if _, md := httpDo(t, http.MethodGet, a.base+"/.well-known/oauth-authorization-server", ""); !strings.Contains(string(md), `"scopes_supported":["read","audit"]`) {
+		// The runtime client's scopes are advertised after the configured ones.
+		t.Errorf("metadata: %s", md)
 	}
 	if status, _ := a.api(t, http.MethodPost, "", `{"client_id":"app1"}`); status != 409 {
 		t.Errorf("create twice: %d, want 409", status)

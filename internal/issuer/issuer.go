@@ -361,7 +361,14 @@ func (i *Issuer) Metadata() map[string]any {
 	grants := map[string]bool{clients.GrantClientCredentials: true}
 	scopeSet := map[string]bool{}
 	var scopes []string
-	for _, c := range i.Config.Clients {
+	all := i.Config.Clients
+	for _, v := range i.Clients.List() {
+		if v.Source == "api" {
+			// Clients made at run time count too, after the configured ones.
+			all = append(all[:len(all):len(all)], &v.Config)
+		}
+	}
+	for _, c := range all {
 		if c.Allows(clients.GrantRefreshToken) {
 			grants[clients.GrantRefreshToken] = true
 		}
