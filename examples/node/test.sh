@@ -9,6 +9,15 @@ work="$(mktemp -d)"
 trap 'kill "$caddy_pid" 2>/dev/null || true; wait "$caddy_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 (cd "$root" && go build -o "$work/caddy" ./cmd/caddy)
+# The private_key_jwt client's key pair: the public half goes into the
+# config, the private half (PKCS#8 DER, base64) to the example.
+node -e '
+const { generateKeyPairSync } = require("node:crypto")
+const fs = require("node:fs")
+const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" })
+fs.writeFileSync(process.argv[1] + "/pkj.pub.pem", publicKey.export({ type: "spki", format: "pem" }))
+fs.writeFileSync(process.argv[1] + "/pkj.pkcs8", privateKey.export({ type: "pkcs8", format: "der" }).toString("base64"))
+' "$work"
 cat > "$work/Caddyfile" <<CADDY
 {
 	admin off
@@ -17,6 +26,11 @@ cat > "$work/Caddyfile" <<CADDY
 		issuer http://localhost:9481
 		client node-example {
 			secret node-secret
+			scopes reports:read
+			audience legacy-api
+		}
+		client node-pkj {
+			public_key $work/pkj.pub.pem
 			scopes reports:read
 			audience legacy-api
 		}
@@ -30,6 +44,13 @@ cat > "$work/Caddyfile" <<CADDY
 			scopes reports:read
 		}
 		respond "hello {http.auth.user.id}"
+	}
+	handle /dpop/* {
+		bearer_auth {
+			audience legacy-api
+			require dpop
+		}
+		respond "bound {http.auth.user.id}"
 	}
 }
 CADDY
@@ -46,3 +67,14 @@ out="$(ISSUER=http://localhost:9481 CLIENT_ID=node-example CLIENT_SECRET=node-se
 echo "$out"
 grep -q '^200 hello node-example$' <<<"$out" || { echo "node example: unexpected output"; cat "$work/caddy.log"; exit 1; }
 echo "node example: ok"
+
+out="$(ISSUER=http://localhost:9481 CLIENT_ID=node-example CLIENT_SECRET=node-secret node dpop.mjs)"
+echo "$out"
+grep -q '^token_type=dpop$' <<<"$out" && [ "$(grep -c '^200 bound node-example$' <<<"$out")" = 2 ] &&
+	grep -q '^as bearer: 401 DPoP .*error="invalid_token"' <<<"$out" || { echo "node DPoP example: unexpected output"; cat "$work/caddy.log"; exit 1; }
+echo "node DPoP example: ok"
+
+out="$(ISSUER=http://localhost:9481 CLIENT_ID=node-pkj PRIVATE_KEY_PKCS8="$(cat "$work/pkj.pkcs8")" node private-key-jwt.mjs)"
+echo "$out"
+grep -q '^200 hello node-pkj$' <<<"$out" || { echo "node private_key_jwt example: unexpected output"; cat "$work/caddy.log"; exit 1; }
+echo "node private_key_jwt example: ok"
