@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Runs client.mjs against a real tokengate (CI runs this, so the example
-# cannot drift): builds Caddy with tokengate, serves a demo issuer and a
-# guarded route on loopback, and checks the example gets through.
+# Runs the client examples against a real tokengate (CI runs this, so they
+# cannot drift): builds Caddy with tokengate, serves a demo issuer and
+# guarded routes on loopback, and checks that each example gets through:
+# Node's openid-client (client secret, DPoP, private_key_jwt) and Debian's
+# python3-authlib (private_key_jwt, run by /usr/bin/python3, the Python
+# Debian's package installs for).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/../.." && pwd)"
+root="$(cd "$here/.." && pwd)"
 work="$(mktemp -d)"
 trap 'kill "$caddy_pid" 2>/dev/null || true; wait "$caddy_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -18,6 +21,8 @@ const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256
 fs.writeFileSync(process.argv[1] + "/pkj.pub.pem", publicKey.export({ type: "spki", format: "pem" }))
 fs.writeFileSync(process.argv[1] + "/pkj.pkcs8", privateKey.export({ type: "pkcs8", format: "der" }).toString("base64"))
 ' "$work"
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/py.pem" 2>/dev/null
+openssl pkey -in "$work/py.pem" -pubout -out "$work/py.pub.pem"
 cat > "$work/Caddyfile" <<CADDY
 {
 	admin off
@@ -31,6 +36,11 @@ cat > "$work/Caddyfile" <<CADDY
 		}
 		client node-pkj {
 			public_key $work/pkj.pub.pem
+			scopes reports:read
+			audience legacy-api
+		}
+		client py-pkj {
+			public_key $work/py.pub.pem
 			scopes reports:read
 			audience legacy-api
 		}
@@ -61,7 +71,7 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 
-cd "$here"
+cd "$here/node"
 npm ci --no-audit --no-fund --silent
 out="$(ISSUER=http://localhost:9481 CLIENT_ID=node-example CLIENT_SECRET=node-secret node client.mjs)"
 echo "$out"
@@ -78,3 +88,8 @@ out="$(ISSUER=http://localhost:9481 CLIENT_ID=node-pkj PRIVATE_KEY_PKCS8="$(cat 
 echo "$out"
 grep -q '^200 hello node-pkj$' <<<"$out" || { echo "node private_key_jwt example: unexpected output"; cat "$work/caddy.log"; exit 1; }
 echo "node private_key_jwt example: ok"
+
+out="$(ISSUER=http://localhost:9481 CLIENT_ID=py-pkj PRIVATE_KEY="$work/py.pem" /usr/bin/python3 "$here/python/private_key_jwt.py")"
+echo "$out"
+grep -q '^200 hello py-pkj$' <<<"$out" || { echo "python authlib private_key_jwt example: unexpected output"; cat "$work/caddy.log"; exit 1; }
+echo "python authlib private_key_jwt example: ok"
