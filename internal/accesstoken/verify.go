@@ -15,7 +15,6 @@ package accesstoken
 
 import (
 	"context"
-	"errors"
 	"math"
 	"strings"
 	"time"
@@ -28,31 +27,6 @@ import (
 // DefaultLeeway is the clock skew tolerated on exp, nbf and iat when
 // nothing else is configured.
 const DefaultLeeway = 30 * time.Second
-
-// Reasons a token is refused. They become the error_description of
-// answers, so they say what is wrong in general terms and never quote the
-// token.
-var (
-	ErrTooLarge     = errors.New("token too large")
-	ErrMalformed    = errors.New("malformed token")
-	ErrEncrypted    = errors.New("encrypted tokens are not accepted")
-	ErrNotCompact   = errors.New("only compact JWS tokens are accepted")
-	ErrUnsigned     = errors.New("unsigned token")
-	ErrCrit         = errors.New("critical header extensions are not supported")
-	ErrUnknownKey   = errors.New("token signed with an unknown key")
-	ErrAlgMismatch  = errors.New("token algorithm does not match its key")
-	ErrBadSignature = errors.New("bad signature")
-	ErrNoKeys       = errors.New("signing keys of the issuer are not available")
-	ErrBadClaims    = errors.New("malformed token claims")
-	ErrTyp          = errors.New("not an access token (typ must be at+jwt)")
-	ErrExpired      = errors.New("token expired")
-	ErrNoExpiry     = errors.New("token has no expiry")
-	ErrNotYetValid  = errors.New("token not yet valid")
-	ErrFutureIssued = errors.New("token issued in the future")
-	ErrIssuer       = errors.New("wrong issuer")
-	ErrAudience     = errors.New("token not meant for this audience")
-	ErrRevoked      = errors.New("token revoked")
-)
 
 // Key is a public key and the one algorithm it verifies. The algorithm is
 // the key's, never the token's.
