@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/tokengate/tokengate/internal/state"
 )
 
 // keyFile is a refresh token MAC key as stored, one file per key under
@@ -31,11 +33,21 @@ func (s *Store) keyDir() string { return s.cfg.Prefix + "/refresh_keys" }
 
 // loadKeys reads the MAC keys, making the first one under the storage lock
 // so that instances starting together agree on it.
+//
+// The read outside the lock is only a fast path: while another instance
+// makes the first key, the storage may hold that key's temporary file
+// (certmagic's FileStorage writes through a randomly named file in the same
+// directory), which reads as corrupt. Keys are written only under the lock,
+// so a failed or empty read is repeated under it, where no write is under
+// way.
 func (s *Store) loadKeys(ctx context.Context) error {
 	keys, err := s.readKeys(ctx)
-	if err != nil || len(keys) > 0 {
-		s.setKeys(keys)
+	if errors.Is(err, state.ErrUnavailable) {
 		return err
+	}
+	if err == nil && len(keys) > 0 {
+		s.setKeys(keys)
+		return nil
 	}
 	lock := s.cfg.Prefix + "/locks/refresh_keys"
 	if err := s.cfg.Storage.Lock(ctx, lock); err != nil {
