@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io/fs"
 	"strings"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/revocation"
 	"github.com/tokengate/tokengate/internal/state"
+	"github.com/tokengate/tokengate/internal/state/caddystorage"
 	"github.com/tokengate/tokengate/internal/statetest"
 	"github.com/tokengate/tokengate/internal/testredis"
 )
@@ -43,10 +46,10 @@ func openB(t testing.TB, cfg Redis) *state.Handles {
 
 func eventually(t *testing.T, what string, f func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for !f() {
 		if time.Now().After(deadline) {
-			t.Fatalf("not within 5s: %s", what)
+			t.Fatalf("not within 15s: %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -374,6 +377,21 @@ func TestConformance(t *testing.T) {
 		statetest.Revocations(t, revocation.MaxLeeway, func(t *testing.T, now func() time.Time) state.Revocations {
 			return openWith(t, now).Revocations
 		})
+	})
+	t.Run("clients", func(t *testing.T) {
+		// Runtime clients on Redis are the storage backend's records and
+		// change log (internal/state/caddystorage) on this package's
+		// storage: the suite checks they keep its promises there.
+		statetest.Clients(t, func(t *testing.T) state.Clients {
+			return caddystorage.NewClients(openWith(t, time.Now).Storage, prefix, nil)
+		},
+			func(t *testing.T, id string) {
+				sum := sha256.Sum256([]byte(id))
+				key := prefix + "/clients/records/" + hex.EncodeToString(sum[:16])
+				if err := openWith(t, time.Now).Storage.Store(context.Background(), key, []byte("{not json")); err != nil {
+					t.Fatal(err)
+				}
+			})
 	})
 	t.Run("families", func(t *testing.T) {
 		statetest.Families(t, func(t *testing.T) state.Families { return openWith(t, time.Now).Families },

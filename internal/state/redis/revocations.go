@@ -28,6 +28,7 @@ type revocations struct {
 	b       *backend
 	mem     revocation.Memory
 	resync  atomic.Bool // a full read is due (start, reconnect, failure)
+	subbed  atomic.Bool // the subscription was confirmed at least once
 	waiters sync.Map    // barrier token -> chan struct{} (Sync)
 }
 
@@ -91,7 +92,9 @@ func (r *revocations) Sync(ctx context.Context) error {
 		r.resync.Store(true)
 		return err
 	}
-	if !r.resync.Swap(false) && r.barrier(ctx) {
+	// Before the subscription is first confirmed a barrier could not come
+	// back: read everything at once instead of waiting for it.
+	if !r.resync.Swap(false) && r.subbed.Load() && r.barrier(ctx) {
 		return nil
 	}
 	if err := r.readAll(ctx); err != nil {
@@ -99,6 +102,21 @@ func (r *revocations) Sync(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// readEverything is Sync with a full read, whatever the state of the
+// subscription.
+func (r *revocations) readEverything(ctx context.Context) error {
+	r.resync.Store(false)
+	r.mem.Forget(r.b.now())
+	err := r.b.checkEpoch(ctx)
+	if err == nil {
+		err = r.readAll(ctx)
+	}
+	if err != nil {
+		r.resync.Store(true)
+	}
+	return err
 }
 
 // barrier publishes a marker and reports whether this instance's
@@ -205,8 +223,9 @@ func (r *revocations) subscribe(ctx context.Context) {
 		}
 		switch m := m.(type) {
 		case *goredis.Subscription:
-			r.resync.Store(true)
-			if err := r.Sync(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			r.subbed.Store(true)
+			// Not Sync: its barrier would wait for this goroutine.
+			if err := r.readEverything(ctx); err != nil && !errors.Is(err, context.Canceled) {
 				r.b.logger.Warn("reading revocations after subscribing", zap.Error(err))
 			}
 		case *goredis.Message:
