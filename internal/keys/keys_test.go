@@ -16,12 +16,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/tokengate/tokengate/internal/statetest"
 	"github.com/tokengate/tokengate/internal/testclock"
 )
 
@@ -30,17 +30,6 @@ type fakeClock = testclock.Clock
 
 func newClock() *fakeClock {
 	return testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
-}
-
-// countingStorage counts reads of the storage it wraps.
-type countingStorage struct {
-	certmagic.Storage
-	loads atomic.Int64
-}
-
-func (s *countingStorage) Load(ctx context.Context, key string) ([]byte, error) {
-	s.loads.Add(1)
-	return s.Storage.Load(ctx, key)
 }
 
 const testPrefix = "tokengate/issuers/test"
@@ -488,7 +477,7 @@ func TestLookupFindsKeyRotatedElsewhere(t *testing.T) {
 	dir := t.TempDir()
 	clock := newClock()
 	const rotation = 24 * time.Hour
-	counted := &countingStorage{Storage: &certmagic.FileStorage{Path: dir}}
+	counted := &statetest.CountingStorage{Storage: &certmagic.FileStorage{Path: dir}}
 	a := loadedManager(t, counted, clock, ES256, rotation, time.Hour)
 	b := loadedManager(t, &certmagic.FileStorage{Path: dir}, clock, ES256, rotation, time.Hour)
 	k1 := current(t, a).KID
@@ -503,13 +492,13 @@ func TestLookupFindsKeyRotatedElsewhere(t *testing.T) {
 		t.Fatalf("Lookup of %q (rotated in by another instance) = %v, %v", k2, k, ok)
 	}
 	// A known kid never reads the storage.
-	before := counted.loads.Load()
+	before := counted.Loads.Load()
 	for range 100 {
 		if _, ok := a.Lookup(ctx, k1); !ok {
 			t.Fatalf("Lookup of the known kid %q failed", k1)
 		}
 	}
-	if n := counted.loads.Load() - before; n != 0 {
+	if n := counted.Loads.Load() - before; n != 0 {
 		t.Fatalf("lookups of a known kid read the storage %d times", n)
 	}
 
@@ -531,11 +520,11 @@ func TestLookupFindsKeyRotatedElsewhere(t *testing.T) {
 		{time.Millisecond, 2},
 		{10 * time.Second, 3},
 	}
-	before = counted.loads.Load()
+	before = counted.Loads.Load()
 	for i, s := range steps {
 		clock.Advance(s.advance)
 		flood()
-		if n := counted.loads.Load() - before; n != s.wantReads {
+		if n := counted.Loads.Load() - before; n != s.wantReads {
 			t.Fatalf("step %d (+%v): %d storage reads in all, want %d", i, s.advance, n, s.wantReads)
 		}
 	}
@@ -545,10 +534,10 @@ func TestLookupFindsKeyRotatedElsewhere(t *testing.T) {
 func TestLookupFloodConcurrent(t *testing.T) {
 	ctx := context.Background()
 	clock := newClock()
-	counted := &countingStorage{Storage: &certmagic.FileStorage{Path: t.TempDir()}}
+	counted := &statetest.CountingStorage{Storage: &certmagic.FileStorage{Path: t.TempDir()}}
 	a := loadedManager(t, counted, clock, ES256, 24*time.Hour, time.Hour)
 	clock.Advance(time.Second)
-	before := counted.loads.Load()
+	before := counted.Loads.Load()
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for g := range 32 {
@@ -563,7 +552,7 @@ func TestLookupFloodConcurrent(t *testing.T) {
 	}
 	close(start)
 	wg.Wait()
-	if n := counted.loads.Load() - before; n != 1 {
+	if n := counted.Loads.Load() - before; n != 1 {
 		t.Fatalf("640 concurrent lookups of unknown kids within one second read the storage %d times, want 1", n)
 	}
 }

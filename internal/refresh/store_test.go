@@ -13,13 +13,13 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/certmagic"
 
 	"github.com/tokengate/tokengate/internal/state"
+	"github.com/tokengate/tokengate/internal/statetest"
 	"github.com/tokengate/tokengate/internal/testclock"
 )
 
@@ -171,42 +171,16 @@ func TestIssueAndRedeemRotates(t *testing.T) {
 	}
 }
 
-// counting counts every storage call after it is armed.
-type counting struct {
-	certmagic.Storage
-	calls atomic.Int64
-}
-
-func (c *counting) Store(ctx context.Context, k string, v []byte) error {
-	c.calls.Add(1)
-	return c.Storage.Store(ctx, k, v)
-}
-
-func (c *counting) Load(ctx context.Context, k string) ([]byte, error) {
-	c.calls.Add(1)
-	return c.Storage.Load(ctx, k)
-}
-
-func (c *counting) List(ctx context.Context, p string, r bool) ([]string, error) {
-	c.calls.Add(1)
-	return c.Storage.List(ctx, p, r)
-}
-
-func (c *counting) Lock(ctx context.Context, name string) error {
-	c.calls.Add(1)
-	return c.Storage.Lock(ctx, name)
-}
-
 // Issuing costs no storage at all: outstanding refresh tokens cost nothing.
 func TestIssueTouchesNoStorage(t *testing.T) {
-	cs := &counting{Storage: &certmagic.FileStorage{Path: t.TempDir()}}
+	cs := &statetest.CountingStorage{Storage: &certmagic.FileStorage{Path: t.TempDir()}}
 	s, _ := newStoreOn(t, cs, newClock(), 0)
-	cs.calls.Store(0)
+	cs.Reset()
 	tokens := make([]string, 10_000)
 	for i := range tokens {
 		tokens[i] = issue(t, s, grant, time.Hour, AccessRef{JTI: fmt.Sprint("jti-", i), Expires: time.Now().Add(time.Hour)})
 	}
-	if n := cs.calls.Load(); n != 0 {
+	if n := cs.Calls(); n != 0 {
 		t.Fatalf("issuing 10,000 refresh tokens made %d storage calls, want 0", n)
 	}
 	// And each of them works.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
+	"github.com/tokengate/tokengate/internal/statetest"
 	"github.com/tokengate/tokengate/internal/testclock"
 )
 
@@ -72,34 +73,13 @@ func TestRevokeSeenHereAtOnceAndElsewhereAfterSync(t *testing.T) {
 	}
 }
 
-// counting counts the storage operations a Store makes.
-type counting struct {
-	certmagic.Storage
-	loads, lists, stores atomic.Int64
-}
-
-func (c *counting) Load(ctx context.Context, key string) ([]byte, error) {
-	c.loads.Add(1)
-	return c.Storage.Load(ctx, key)
-}
-
-func (c *counting) List(ctx context.Context, prefix string, recursive bool) ([]string, error) {
-	c.lists.Add(1)
-	return c.Storage.List(ctx, prefix, recursive)
-}
-
-func (c *counting) Store(ctx context.Context, key string, value []byte) error {
-	c.stores.Add(1)
-	return c.Storage.Store(ctx, key, value)
-}
-
 // A sync reads what changed, not the list: with 2,000 revocations live, a
 // sync with nothing new is one List and one Load per log, and one new
 // revocation adds one Load.
 func TestSyncReadsOnlyWhatIsNew(t *testing.T) {
 	ctx := context.Background()
 	a, _, c, st := newPair(t)
-	cs := &counting{Storage: st}
+	cs := &statetest.CountingStorage{Storage: st}
 	b := New(Config{Storage: cs, Prefix: "tg", Now: c.Now})
 	const n = 2000
 	for i := range n {
@@ -111,18 +91,18 @@ func TestSyncReadsOnlyWhatIsNew(t *testing.T) {
 	if b.Len() != n {
 		t.Fatalf("first sync read %d revocations, want %d", b.Len(), n)
 	}
-	cs.loads.Store(0)
-	cs.lists.Store(0)
+	cs.Loads.Store(0)
+	cs.Lists.Store(0)
 	sync1(t, b)
-	if l, ls := cs.loads.Load(), cs.lists.Load(); l != 1 || ls != 1 {
+	if l, ls := cs.Loads.Load(), cs.Lists.Load(); l != 1 || ls != 1 {
 		t.Fatalf("an idle sync made %d loads and %d lists, want 1 and 1", l, ls)
 	}
 	if err := a.Revoke(ctx, "one-more", c.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	cs.loads.Store(0)
+	cs.Loads.Store(0)
 	sync1(t, b)
-	if l := cs.loads.Load(); l != 2 {
+	if l := cs.Loads.Load(); l != 2 {
 		t.Fatalf("a sync after one revocation made %d loads, want 2 (head and entry)", l)
 	}
 	if !b.IsRevoked("one-more") || !b.IsRevoked("jti-0") {
