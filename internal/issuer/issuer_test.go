@@ -512,8 +512,15 @@ func writeECKey(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "ec.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	return writePEM(t, "EC PRIVATE KEY", der)
+}
+
+// writePEM writes one PEM block to a key file of its own and returns its
+// path.
+func writePEM(t *testing.T, typ string, der []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "key.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -525,10 +532,7 @@ func TestSigningKeyFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "ed.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writePEM(t, "PRIVATE KEY", der)
 	t.Setenv("TOKENGATE_TEST_KEYFILE", path)
 	st := &certmagic.FileStorage{Path: t.TempDir()}
 	cfg := baseConfig()
