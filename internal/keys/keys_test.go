@@ -25,16 +25,9 @@ import (
 	"github.com/tokengate/tokengate/internal/testclock"
 )
 
-// fakeClock is the injectable clock of these tests; it moves only when told.
-type fakeClock = testclock.Clock
-
-func newClock() *fakeClock {
-	return testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
-}
-
 const testPrefix = "tokengate/issuers/test"
 
-func newManager(t *testing.T, st certmagic.Storage, clock *fakeClock, alg string, rotation, maxTTL time.Duration) *Manager {
+func newManager(t *testing.T, st certmagic.Storage, clock *testclock.Clock, alg string, rotation, maxTTL time.Duration) *Manager {
 	t.Helper()
 	m, err := New(Config{Storage: st, Prefix: testPrefix, Alg: alg, Rotation: rotation, MaxTokenTTL: maxTTL, Now: clock.Now})
 	if err != nil {
@@ -43,7 +36,7 @@ func newManager(t *testing.T, st certmagic.Storage, clock *fakeClock, alg string
 	return m
 }
 
-func loadedManager(t *testing.T, st certmagic.Storage, clock *fakeClock, alg string, rotation, maxTTL time.Duration) *Manager {
+func loadedManager(t *testing.T, st certmagic.Storage, clock *testclock.Clock, alg string, rotation, maxTTL time.Duration) *Manager {
 	t.Helper()
 	m := newManager(t, st, clock, alg, rotation, maxTTL)
 	if err := m.Load(context.Background()); err != nil {
@@ -123,7 +116,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 }
 
 func TestCurrentBeforeLoad(t *testing.T) {
-	m := newManager(t, &certmagic.FileStorage{Path: t.TempDir()}, newClock(), ES256, time.Hour, time.Hour)
+	m := newManager(t, &certmagic.FileStorage{Path: t.TempDir()}, testclock.Fixed(), ES256, time.Hour, time.Hour)
 	if _, err := m.Current(); err == nil {
 		t.Fatal("Current before Load returned no error")
 	}
@@ -137,7 +130,7 @@ func TestCurrentBeforeLoad(t *testing.T) {
 
 func TestFirstLoadGeneratesOneStoredKey(t *testing.T) {
 	st := &certmagic.FileStorage{Path: t.TempDir()}
-	clock := newClock()
+	clock := testclock.Fixed()
 	m := loadedManager(t, st, clock, ES256, 24*time.Hour, time.Hour)
 
 	stored := storedKeys(t, st)
@@ -171,7 +164,7 @@ func TestFirstLoadGeneratesOneStoredKey(t *testing.T) {
 
 func TestRestartLoadsSameKey(t *testing.T) {
 	dir := t.TempDir()
-	clock := newClock()
+	clock := testclock.Fixed()
 	first := loadedManager(t, &certmagic.FileStorage{Path: dir}, clock, ES256, 24*time.Hour, time.Hour)
 	clock.Advance(time.Hour)
 	second := loadedManager(t, &certmagic.FileStorage{Path: dir}, clock, ES256, 24*time.Hour, time.Hour)
@@ -199,7 +192,7 @@ func TestRestartLoadsSameKey(t *testing.T) {
 
 func TestConcurrentFirstLoadMakesOneKey(t *testing.T) {
 	dir := t.TempDir()
-	clock := newClock()
+	clock := testclock.Fixed()
 	const instances = 3
 	managers := make([]*Manager, instances)
 	for i := range managers {
@@ -238,7 +231,7 @@ func TestConcurrentFirstLoadMakesOneKey(t *testing.T) {
 func TestRotation(t *testing.T) {
 	ctx := context.Background()
 	st := &certmagic.FileStorage{Path: t.TempDir()}
-	clock := newClock()
+	clock := testclock.Fixed()
 	const rotation = 24 * time.Hour
 	m := loadedManager(t, st, clock, ES256, rotation, time.Hour)
 	lead := m.lead()
@@ -302,7 +295,7 @@ func TestRotation(t *testing.T) {
 func TestReplacedKeyPrunedAfterMaxTokenTTL(t *testing.T) {
 	ctx := context.Background()
 	st := &certmagic.FileStorage{Path: t.TempDir()}
-	clock := newClock()
+	clock := testclock.Fixed()
 	// rotation 2h gives lead 1h: a key is made every 2h, 1h before it signs.
 	const rotation, maxTTL = 2 * time.Hour, 90 * time.Minute
 	m := loadedManager(t, st, clock, ES256, rotation, maxTTL)
@@ -340,7 +333,7 @@ func TestReplacedKeyPrunedAfterMaxTokenTTL(t *testing.T) {
 func TestPruneBoundary(t *testing.T) {
 	const maxTTL = time.Hour
 	m := &Manager{cfg: Config{MaxTokenTTL: maxTTL}}
-	r := newClock().Now()
+	r := testclock.Fixed().Now()
 	mk := func(kid string, activates time.Time) *Key { return &Key{KID: kid, Activates: activates} }
 	tests := []struct {
 		name string
@@ -369,7 +362,7 @@ func TestPruneBoundary(t *testing.T) {
 
 func TestAlgChangeActivatesNewKeyAtOnce(t *testing.T) {
 	dir := t.TempDir()
-	clock := newClock()
+	clock := testclock.Fixed()
 	es := loadedManager(t, &certmagic.FileStorage{Path: dir}, clock, ES256, 24*time.Hour, time.Hour)
 	old := current(t, es)
 	clock.Advance(time.Minute)
@@ -392,7 +385,7 @@ func TestAlgChangeActivatesNewKeyAtOnce(t *testing.T) {
 func TestAlgChangeOverPendingKey(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	clock := newClock()
+	clock := testclock.Fixed()
 	const rotation = 24 * time.Hour
 	es := loadedManager(t, &certmagic.FileStorage{Path: dir}, clock, ES256, rotation, time.Hour)
 	active := current(t, es)
@@ -455,7 +448,7 @@ func checkPublicJWKS(t *testing.T, jwks []byte, wantAlg string) {
 func TestJWKSHasNoPrivateMembers(t *testing.T) {
 	for _, alg := range []string{ES256, EdDSA, RS256, PS256} {
 		t.Run(alg, func(t *testing.T) {
-			m := loadedManager(t, &certmagic.FileStorage{Path: t.TempDir()}, newClock(), alg, 24*time.Hour, time.Hour)
+			m := loadedManager(t, &certmagic.FileStorage{Path: t.TempDir()}, testclock.Fixed(), alg, 24*time.Hour, time.Hour)
 			checkPublicJWKS(t, m.JWKS(), alg)
 			if cur := current(t, m); cur.Alg.String() != alg {
 				t.Fatalf("current key alg %s, want %s", cur.Alg, alg)
@@ -475,7 +468,7 @@ func TestJWKSHasNoPrivateMembers(t *testing.T) {
 func TestLookupFindsKeyRotatedElsewhere(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	clock := newClock()
+	clock := testclock.Fixed()
 	const rotation = 24 * time.Hour
 	counted := &statetest.CountingStorage{Storage: &certmagic.FileStorage{Path: dir}}
 	a := loadedManager(t, counted, clock, ES256, rotation, time.Hour)
@@ -533,7 +526,7 @@ func TestLookupFindsKeyRotatedElsewhere(t *testing.T) {
 // Concurrent lookups of unknown kids share one reread per second.
 func TestLookupFloodConcurrent(t *testing.T) {
 	ctx := context.Background()
-	clock := newClock()
+	clock := testclock.Fixed()
 	counted := &statetest.CountingStorage{Storage: &certmagic.FileStorage{Path: t.TempDir()}}
 	a := loadedManager(t, counted, clock, ES256, 24*time.Hour, time.Hour)
 	clock.Advance(time.Second)
@@ -559,7 +552,7 @@ func TestLookupFloodConcurrent(t *testing.T) {
 
 func TestLookupWithEmptyStorage(t *testing.T) {
 	// No Load yet and nothing stored: an unknown kid is simply not found.
-	m := newManager(t, &certmagic.FileStorage{Path: t.TempDir()}, newClock(), ES256, time.Hour, time.Hour)
+	m := newManager(t, &certmagic.FileStorage{Path: t.TempDir()}, testclock.Fixed(), ES256, time.Hour, time.Hour)
 	if k, ok := m.Lookup(context.Background(), "nope"); ok || k != nil {
 		t.Fatalf("Lookup on empty storage = %v, %v", k, ok)
 	}
@@ -604,7 +597,7 @@ func TestCorruptStorage(t *testing.T) {
 			if err := st.Store(context.Background(), testPrefix+"/keys.json", tt.data); err != nil {
 				t.Fatal(err)
 			}
-			m := newManager(t, st, newClock(), ES256, time.Hour, time.Hour)
+			m := newManager(t, st, testclock.Fixed(), ES256, time.Hour, time.Hour)
 			err := m.Load(context.Background())
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Load error = %v, want one containing %q", err, tt.want)
@@ -665,7 +658,7 @@ func TestStaticKey(t *testing.T) {
 				t.Fatalf("LoadPEM: %v", err)
 			}
 			st := &certmagic.FileStorage{Path: t.TempDir()}
-			clock := newClock()
+			clock := testclock.Fixed()
 			m, err := New(Config{Storage: st, Prefix: testPrefix, Alg: tt.alg, Static: signer, Now: clock.Now})
 			if err != nil {
 				t.Fatalf("New: %v", err)
@@ -780,7 +773,7 @@ func TestCheckInterval(t *testing.T) {
 		{2 * time.Second, time.Second},     // floor of 1s
 	}
 	for _, tt := range tests {
-		m := newManager(t, &certmagic.FileStorage{Path: t.TempDir()}, newClock(), ES256, tt.rotation, time.Hour)
+		m := newManager(t, &certmagic.FileStorage{Path: t.TempDir()}, testclock.Fixed(), ES256, tt.rotation, time.Hour)
 		if got := m.CheckInterval(); got != tt.want {
 			t.Errorf("rotation %v: CheckInterval = %v, want %v", tt.rotation, got, tt.want)
 		}
@@ -791,7 +784,7 @@ func TestCheckInterval(t *testing.T) {
 // next key when due, and another instance's check publishes it.
 func TestCheckRotatesAndRereads(t *testing.T) {
 	st := &certmagic.FileStorage{Path: t.TempDir()}
-	clock := newClock()
+	clock := testclock.Fixed()
 	a := loadedManager(t, st, clock, ES256, time.Hour, time.Hour)
 	b := loadedManager(t, st, clock, ES256, time.Hour, time.Hour)
 	if a.PublicSet().Len() != 1 || b.PublicSet().Len() != 1 {

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/caddyserver/certmagic"
+
+	"github.com/tokengate/tokengate/internal/testclock"
 )
 
 // midWriteStorage shows, until someone takes a lock, what a directory looks
@@ -72,7 +74,7 @@ func TestStartWhileAnotherInstanceWritesFirstKey(t *testing.T) {
 		writing:     true,
 		temp:        prefix + "/refresh_keys/1265547101",
 	}
-	s, err := New(context.Background(), Config{Storage: st, Prefix: prefix, Now: newClock().Now})
+	s, err := New(context.Background(), Config{Storage: st, Prefix: prefix, Now: testclock.Fixed().Now})
 	if err != nil {
 		t.Fatalf("start while another instance writes the first key: %v", err)
 	}

@@ -6,12 +6,14 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+
+	"github.com/tokengate/tokengate/internal/testclock"
 )
 
 // BenchmarkIssue is what a client_credentials answer adds for a client
 // allowed the refresh grant.
 func BenchmarkIssue(b *testing.B) {
-	s := newStore(b, b.TempDir(), newClock())
+	s := newStore(b, b.TempDir(), testclock.Fixed())
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := s.Issue(context.Background(), grant, time.Hour); err != nil {
@@ -23,7 +25,7 @@ func BenchmarkIssue(b *testing.B) {
 // BenchmarkRedeem is a rotation on Caddy's file storage: each goroutine
 // redeems the token its previous redemption gave it.
 func BenchmarkRedeem(b *testing.B) {
-	s, _ := newStoreOn(b, &certmagic.FileStorage{Path: b.TempDir()}, newClock(), 0)
+	s, _ := newStoreOn(b, &certmagic.FileStorage{Path: b.TempDir()}, testclock.Fixed(), 0)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		tok := issue(b, s, grant, time.Hour)

@@ -23,13 +23,6 @@ import (
 	"github.com/tokengate/tokengate/internal/testclock"
 )
 
-// fakeClock is the injectable clock of these tests; it moves only when told.
-type fakeClock = testclock.Clock
-
-func newClock() *fakeClock {
-	return testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
-}
-
 const prefix = "tokengate/issuers/test"
 
 // revoked records the access tokens a Store revokes with a family.
@@ -53,7 +46,7 @@ func (r *revoked) list() []string {
 	return out
 }
 
-func newStoreOn(t testing.TB, st certmagic.Storage, clock *fakeClock, reuse time.Duration) (*Store, *revoked) {
+func newStoreOn(t testing.TB, st certmagic.Storage, clock *testclock.Clock, reuse time.Duration) (*Store, *revoked) {
 	t.Helper()
 	rv := &revoked{}
 	s, err := New(context.Background(), Config{Storage: st, Prefix: prefix, Now: clock.Now, ReuseInterval: reuse, RevokeAccess: rv.revoke})
@@ -64,7 +57,7 @@ func newStoreOn(t testing.TB, st certmagic.Storage, clock *fakeClock, reuse time
 }
 
 // newStore is a Store with no reuse interval: every reuse revokes.
-func newStore(t testing.TB, dir string, clock *fakeClock) *Store {
+func newStore(t testing.TB, dir string, clock *testclock.Clock) *Store {
 	s, _ := newStoreOn(t, &certmagic.FileStorage{Path: dir}, clock, 0)
 	return s
 }
@@ -134,7 +127,7 @@ func family(t *testing.T, s *Store, token string) (state.Family, bool) {
 }
 
 func TestIssueAndRedeemRotates(t *testing.T) {
-	clock := newClock()
+	clock := testclock.Fixed()
 	s := newStore(t, t.TempDir(), clock)
 	tok := issue(t, s, grant, time.Hour)
 	if !strings.HasPrefix(tok, tokenPrefix) || len(tok) > 300 {
@@ -174,7 +167,7 @@ func TestIssueAndRedeemRotates(t *testing.T) {
 // Issuing costs no storage at all: outstanding refresh tokens cost nothing.
 func TestIssueTouchesNoStorage(t *testing.T) {
 	cs := &statetest.CountingStorage{Storage: &certmagic.FileStorage{Path: t.TempDir()}}
-	s, _ := newStoreOn(t, cs, newClock(), 0)
+	s, _ := newStoreOn(t, cs, testclock.Fixed(), 0)
 	cs.Reset()
 	tokens := make([]string, 10_000)
 	for i := range tokens {
@@ -190,7 +183,7 @@ func TestIssueTouchesNoStorage(t *testing.T) {
 // A reuse is detected, and revokes the family with its access tokens,
 // although nothing was written when the reused token was issued.
 func TestReuseOfNeverStoredTokenRevokesFamily(t *testing.T) {
-	clock := newClock()
+	clock := testclock.Fixed()
 	s, rv := newStoreOn(t, &certmagic.FileStorage{Path: t.TempDir()}, clock, 0)
 	exp := clock.Now().Add(time.Hour)
 	old := issue(t, s, grant, time.Hour, AccessRef{JTI: "at-0", Expires: exp})
@@ -223,7 +216,7 @@ func TestReuseOfNeverStoredTokenRevokesFamily(t *testing.T) {
 // Within the reuse interval a retry gets the same answer; after it, the
 // retry is a reuse.
 func TestRetryWithinReuseInterval(t *testing.T) {
-	clock := newClock()
+	clock := testclock.Fixed()
 	const interval = 5 * time.Second
 	s, rv := newStoreOn(t, &certmagic.FileStorage{Path: t.TempDir()}, clock, interval)
 	exp := clock.Now().Add(time.Hour)
@@ -262,7 +255,7 @@ func TestRetryWithinReuseInterval(t *testing.T) {
 }
 
 func TestAnotherClientsToken(t *testing.T) {
-	s := newStore(t, t.TempDir(), newClock())
+	s := newStore(t, t.TempDir(), testclock.Fixed())
 	tok := issue(t, s, grant, time.Hour)
 	wantErr(t, s, tok, "intruder", ErrInvalid)
 	wantErr(t, s, tok, "", ErrInvalid)
@@ -275,7 +268,7 @@ func TestAnotherClientsToken(t *testing.T) {
 }
 
 func TestExpiry(t *testing.T) {
-	clock := newClock()
+	clock := testclock.Fixed()
 	s := newStore(t, t.TempDir(), clock)
 	const ttl = time.Hour
 
@@ -295,7 +288,7 @@ func TestExpiry(t *testing.T) {
 
 func TestMalformedTokens(t *testing.T) {
 	dir := t.TempDir()
-	s := newStore(t, dir, newClock())
+	s := newStore(t, dir, testclock.Fixed())
 	real := issue(t, s, grant, time.Hour)
 	body := strings.TrimPrefix(real, tokenPrefix)
 	raw, _ := base64.RawURLEncoding.DecodeString(body)
@@ -338,14 +331,14 @@ func TestMalformedTokens(t *testing.T) {
 		})
 	}
 	// A token of another issuer's key is refused.
-	other := newStore(t, t.TempDir(), newClock())
+	other := newStore(t, t.TempDir(), testclock.Fixed())
 	wantErr(t, s, issue(t, other, grant, time.Hour), grant.ClientID, ErrInvalid)
 	// None of this hurt the real token.
 	redeem(t, s, real, grant.ClientID, time.Hour)
 }
 
 func TestCheckVetoesWithoutRotating(t *testing.T) {
-	s := newStore(t, t.TempDir(), newClock())
+	s := newStore(t, t.TempDir(), testclock.Fixed())
 	tok := issue(t, s, grant, time.Hour)
 	_, next0 := redeem(t, s, tok, grant.ClientID, time.Hour)
 	before := listAll(t, s)
@@ -385,7 +378,7 @@ func TestCheckVetoesWithoutRotating(t *testing.T) {
 // Revoking a family that was never redeemed writes its record then, and
 // revokes the access token issued with its first token.
 func TestRevokeNeverRedeemedFamily(t *testing.T) {
-	clock := newClock()
+	clock := testclock.Fixed()
 	s, rv := newStoreOn(t, &certmagic.FileStorage{Path: t.TempDir()}, clock, time.Minute)
 	tok := issue(t, s, grant, time.Hour, AccessRef{JTI: "at-0", Expires: clock.Now().Add(time.Hour)})
 	if _, err := s.Lookup(context.Background(), tok); err != nil {
@@ -411,7 +404,7 @@ func TestRevokeNeverRedeemedFamily(t *testing.T) {
 }
 
 func TestLookupFollowsGenerations(t *testing.T) {
-	s := newStore(t, t.TempDir(), newClock())
+	s := newStore(t, t.TempDir(), testclock.Fixed())
 	ctx := context.Background()
 	t0 := issue(t, s, grant, time.Hour)
 	_, t1 := redeem(t, s, t0, grant.ClientID, time.Hour)
@@ -436,7 +429,7 @@ func TestConcurrentRedeemOneNewState(t *testing.T) {
 		t.Run(fmt.Sprint("reuse interval ", reuse), func(t *testing.T) {
 			const batches, perBatch = 3, 8
 			dir := t.TempDir()
-			clock := newClock()
+			clock := testclock.Fixed()
 			plain, _ := newStoreOn(t, &certmagic.FileStorage{Path: dir}, clock, reuse)
 			meet := &rendezvous{meetings: map[string]*meeting{}}
 			instances := make([]*Store, 2)
@@ -521,7 +514,7 @@ func TestCorruptRecords(t *testing.T) {
 		{"family of another client", `{"client_id":"someone-else","expires":"2031-01-01T00:00:00Z"}`, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newStore(t, t.TempDir(), newClock())
+			s := newStore(t, t.TempDir(), testclock.Fixed())
 			tok := issue(t, s, grant, time.Hour)
 			if tt.redeemed {
 				_, tok = redeem(t, s, tok, grant.ClientID, time.Hour)
@@ -540,7 +533,7 @@ func TestCorruptRecords(t *testing.T) {
 	}
 	t.Run("MAC key corrupt", func(t *testing.T) {
 		dir := t.TempDir()
-		newStore(t, dir, newClock())
+		newStore(t, dir, testclock.Fixed())
 		st := &certmagic.FileStorage{Path: dir}
 		keys, err := st.List(ctx, prefix+"/refresh_keys", false)
 		if err != nil || len(keys) != 1 {
@@ -558,7 +551,7 @@ func TestCorruptRecords(t *testing.T) {
 // Instances starting together on one storage make one key.
 func TestOneKeyForInstancesStartingTogether(t *testing.T) {
 	dir := t.TempDir()
-	clock := newClock()
+	clock := testclock.Fixed()
 	stores := make([]*Store, 4)
 	var wg sync.WaitGroup
 	for i := range stores {
@@ -581,7 +574,7 @@ func TestOneKeyForInstancesStartingTogether(t *testing.T) {
 
 func TestSweep(t *testing.T) {
 	ctx := context.Background()
-	clock := newClock()
+	clock := testclock.Fixed()
 	s := newStore(t, t.TempDir(), clock)
 	if n, err := s.Sweep(ctx); n != 0 || err != nil {
 		t.Fatalf("Sweep of empty storage = %d, %v", n, err)
@@ -617,7 +610,7 @@ func TestSweep(t *testing.T) {
 
 func TestStoresAreSeparatedByPrefix(t *testing.T) {
 	dir := t.TempDir()
-	clock := newClock()
+	clock := testclock.Fixed()
 	a := newStore(t, dir, clock)
 	b, err := New(context.Background(), Config{Storage: &certmagic.FileStorage{Path: dir}, Prefix: "tokengate/issuers/other", Now: clock.Now})
 	if err != nil {
@@ -630,8 +623,8 @@ func TestStoresAreSeparatedByPrefix(t *testing.T) {
 
 func TestRedeemErrorsOnStorageFailure(t *testing.T) {
 	dir := t.TempDir()
-	newStore(t, dir, newClock()) // makes the key
-	s, _ := newStoreOn(t, failingStorage{&certmagic.FileStorage{Path: dir}}, newClock(), 0)
+	newStore(t, dir, testclock.Fixed()) // makes the key
+	s, _ := newStoreOn(t, failingStorage{&certmagic.FileStorage{Path: dir}}, testclock.Fixed(), 0)
 	tok := issue(t, s, grant, time.Hour)
 	if _, _, err := s.Redeem(context.Background(), tok, grant.ClientID, time.Hour, nil); err == nil || errors.Is(err, ErrInvalid) {
 		t.Fatalf("Redeem with a failing storage: %v, want a storage error", err)
@@ -705,7 +698,7 @@ func (s *meetingStorage) Load(ctx context.Context, key string) ([]byte, error) {
 // FuzzRedeem: whatever a client sends as a refresh token, Redeem answers
 // without panicking, and only the real token redeems.
 func FuzzRedeem(f *testing.F) {
-	s := newStore(f, f.TempDir(), newClock())
+	s := newStore(f, f.TempDir(), testclock.Fixed())
 	real, err := s.Issue(context.Background(), grant, time.Hour)
 	if err != nil {
 		f.Fatal(err)
@@ -786,7 +779,7 @@ func legacyToken(t *testing.T, st certmagic.Storage, famID string, redeemed bool
 // and revoked.
 func TestLegacyTokens(t *testing.T) {
 	ctx := context.Background()
-	clock := newClock()
+	clock := testclock.Fixed()
 	st := &certmagic.FileStorage{Path: t.TempDir()}
 	s, rv := newStoreOn(t, st, clock, 5*time.Second)
 	exp := clock.Now().Add(time.Hour)

@@ -17,6 +17,11 @@ type Clock struct {
 // New returns a clock standing at t.
 func New(t time.Time) *Clock { return &Clock{t: t} }
 
+// Fixed returns a clock standing at the same arbitrary moment in every run
+// (2030-01-02 03:04:05 UTC), for tests to which the date itself is
+// indifferent.
+func Fixed() *Clock { return New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)) }
+
 // Now returns the clock's time.
 func (c *Clock) Now() time.Time {
 	c.mu.Lock()
