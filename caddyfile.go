@@ -47,9 +47,12 @@ func init() {
 //				claims {
 //					<name> <value...>
 //				}
-//				require_binding dpop|any
+//				require_binding dpop|mtls|any
 //				jwks        <JWK set JSON>    # private_key_jwt
 //				public_key  <PEM file>        # private_key_jwt
+//				tls_client_auth_subject_dn <DN>   # mTLS, chain verified by Caddy
+//				tls_client_auth_san_dns    <name> # mTLS, chain verified by Caddy
+//				tls_certificate <PEM file>    # self-signed mTLS, by thumbprint
 //			}
 //		}
 //	}
@@ -284,6 +287,12 @@ func unmarshalClient(d *caddyfile.Dispenser) (*clients.Config, map[string]caddyf
 			}
 		case "public_key":
 			err = oneArg(d, &c.PublicKey)
+		case "tls_client_auth_subject_dn":
+			err = oneArg(d, &c.TLSClientAuthSubjectDN)
+		case "tls_client_auth_san_dns":
+			err = oneArg(d, &c.TLSClientAuthSANDNS)
+		case "tls_certificate":
+			err = oneArg(d, &c.TLSCertificate)
 		case "introspect_any":
 			if d.NextArg() {
 				err = d.ArgErr()

@@ -9,13 +9,13 @@ import (
 	"github.com/tokengate/tokengate/internal/clients"
 )
 
-// authenticateAssertion authenticates a client by private_key_jwt
-// (RFC 7523 §2.2, internal/clientauth). The client is the one the
-// assertion names (sub); a client_id parameter, when sent, must agree.
-// Failures count against the source address like wrong secrets; an
-// assertion costs one signature check, no password hash, so there is no
-// per-client count to keep.
-func (h *Handler) authenticateAssertion(w http.ResponseWriter, r *http.Request, cr credentials) (*clients.Config, bool, error) {
+// authenticateAsymmetric authenticates a client by private_key_jwt
+// (RFC 7523 §2.2) or by its TLS client certificate (RFC 8705 §2), both in
+// internal/clientauth. With an assertion the client is the one it names
+// (sub), and a client_id parameter, when sent, must agree. Failures count
+// against the source address like wrong secrets; neither method costs a
+// password hash, so there is no per-client count to keep.
+func (h *Handler) authenticateAsymmetric(w http.ResponseWriter, r *http.Request, cr credentials) (*clients.Config, bool, error) {
 	addr := sourceAddress(r)
 	if wait, blocked := h.iss.AddressFailures.Blocked(addr); blocked {
 		return nil, true, h.throttled(w, cr, addr, wait)
@@ -24,6 +24,16 @@ func (h *Handler) authenticateAssertion(w http.ResponseWriter, r *http.Request, 
 		h.iss.AddressFailures.Take(addr)
 		h.logger.Debug("client assertion refused", zap.String("client_id", logID(cr.clientID)), zap.String("reason", reason))
 		return nil, true, h.refuse(w, cr.clientID, errInvalidClient(false))
+	}
+	if cr.mtls {
+		client, ok := h.iss.Clients.Get(cr.clientID)
+		if !ok {
+			return fail("unknown client")
+		}
+		if err := h.iss.Assertions.VerifyTLS(cr.clientID, r.TLS); err != nil {
+			return fail(err.Error())
+		}
+		return client, false, nil
 	}
 	id, ok := clientauth.ClientID(cr.assertion)
 	if !ok {

@@ -37,6 +37,9 @@ type credentials struct {
 	noCredentials bool
 	// assertion is a private_key_jwt client assertion (RFC 7523 §2.2).
 	assertion string
+	// mtls is true when the client sent only its client_id over a TLS
+	// connection with a client certificate (RFC 8705 §2).
+	mtls bool
 }
 
 // Parameters that carry credentials must not appear in the URL, where
@@ -162,6 +165,9 @@ func clientCredentials(r *http.Request, body url.Values) (credentials, *oauthErr
 	if authz == "" {
 		if body.Has("client_secret") {
 			return credentials{clientID: body.Get("client_id"), clientSecret: body.Get("client_secret")}, nil
+		}
+		if body.Get("client_id") != "" && clientauth.PeerCertificate(r.TLS) != nil {
+			return credentials{clientID: body.Get("client_id"), mtls: true}, nil
 		}
 		return credentials{noCredentials: true}, nil
 	}

@@ -96,7 +96,7 @@ func (h *Handler) token(w *outcome, r *http.Request) error {
 	if !client.Allows(tr.grantType) {
 		return h.refuse(w, client.ClientID, errUnauthorizedClient("the client may not use the "+tr.grantType+" grant"))
 	}
-	cnf, oe := h.binding(r, client)
+	cnf, oe := h.binding(r, client, tr.mtls)
 	if oe != nil {
 		return h.refuse(w, client.ClientID, oe)
 	}
@@ -222,8 +222,8 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, cr creden
 	if cr.noCredentials {
 		return nil, true, h.refuse(w, "", errInvalidClient(true))
 	}
-	if cr.assertion != "" {
-		return h.authenticateAssertion(w, r, cr)
+	if cr.assertion != "" || cr.mtls {
+		return h.authenticateAsymmetric(w, r, cr)
 	}
 	if len(cr.clientID) > clients.MaxIDLength {
 		// No client has such an id. Refused before any throttle or hash

@@ -162,10 +162,11 @@ type Handler struct {
 
 	// Require makes the route accept only sender-constrained tokens:
 	// `dpop` (RFC 9449: `Authorization: DPoP` with a valid `DPoP` proof by
-	// the token's key) or `any` (any binding tokengate checks). A bearer
-	// token is then refused with 401 invalid_token and a DPoP challenge.
-	// Whatever this says, a DPoP-bound token is never accepted as a bearer
-	// token. Default: "" (bearer and bound tokens).
+	// the token's key), `mtls` (RFC 8705: a token bound to the request's
+	// TLS client certificate) or `any` (either). Another token is then
+	// refused with 401 invalid_token. Whatever this says, a bound token is
+	// only ever accepted with what it is bound to. Default: "" (bearer and
+	// bound tokens).
 	Require string `json:"require,omitempty"`
 
 	// DPoPNonce makes DPoP proofs carry a server nonce (RFC 9449 §9): a
@@ -394,9 +395,9 @@ func (h *Handler) validate() error {
 		}
 	}
 	switch h.Require {
-	case "", RequireDPoP, RequireAny:
+	case "", RequireDPoP, RequireMTLS, RequireAny:
 	default:
-		return fmt.Errorf("require: unsupported value %q (dpop, any)", h.Require)
+		return fmt.Errorf("require: unsupported value %q (dpop, mtls, any)", h.Require)
 	}
 	for _, s := range h.Scopes {
 		if !accesstoken.ValidScopeToken(s) {

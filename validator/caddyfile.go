@@ -41,7 +41,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    allow_preflight                         # CORS preflights pass without a token
 //	    strip_authorization                     # the upstream never sees the token
 //	    refresh_interval    <duration>          # remote JWKS refetch; default: 5m
-//	    require             dpop|any            # sender-constrained tokens only
+//	    require             dpop|mtls|any       # sender-constrained tokens only
 //	    dpop_nonce                              # DPoP proofs need a server nonce
 //	    forward_auth                            # answer 200 + X-Auth-* headers; never pass on
 //	}

@@ -144,7 +144,7 @@ func TestUnmarshalCaddyfileCheckedWithLine(t *testing.T) {
 }
 
 func TestRequireValues(t *testing.T) {
-	for v, ok := range map[string]bool{"": true, "dpop": true, "any": true, "mtls": false, "DPoP": false} {
+	for v, ok := range map[string]bool{"": true, "dpop": true, "any": true, "mtls": true, "tls": false, "DPoP": false} {
 		h := Handler{Require: v}
 		if err := h.provisionCommon(); (err == nil) != ok {
 			t.Errorf("require %q: %v", v, err)

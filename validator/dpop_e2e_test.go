@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -79,25 +78,7 @@ type dpopAnswer struct {
 
 func dpopDo(t *testing.T, method, rawURL, body string, hdr map[string]string) dpopAnswer {
 	t.Helper()
-	req, err := http.NewRequest(method, rawURL, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	a := dpopAnswer{status: resp.StatusCode, header: resp.Header, body: string(raw)}
-	_ = json.Unmarshal(raw, &a.json)
-	return a
+	return doWith(t, http.DefaultClient, method, rawURL, body, hdr)
 }
 
 // dpopToken asks the token endpoint for a token of client, with a proof

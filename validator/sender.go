@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/tokengate/tokengate/internal/accesstoken"
+	"github.com/tokengate/tokengate/internal/clientauth"
 	"github.com/tokengate/tokengate/internal/dpop"
 )
 
@@ -18,6 +19,9 @@ import (
 const (
 	// RequireDPoP accepts only DPoP-bound tokens with a valid proof.
 	RequireDPoP = "dpop"
+	// RequireMTLS accepts only tokens bound to the TLS client certificate
+	// of the request.
+	RequireMTLS = "mtls"
 	// RequireAny accepts only sender-constrained tokens, of any kind
 	// tokengate checks.
 	RequireAny = "any"
@@ -25,12 +29,13 @@ const (
 
 // Reasons of the sender-constraint step.
 var (
-	errBoundAsBearer  = errors.New("sender-constrained token presented as a bearer token")
-	errUnbound        = errors.New("this resource requires a sender-constrained token")
-	errNotDPoPBound   = errors.New("the DPoP scheme needs a DPoP-bound token")
-	errUnknownBinding = errors.New("token bound by an unsupported confirmation method")
-	errNoProof        = dpop.Invalid("one DPoP proof header is required with the DPoP scheme")
-	errOtherKey       = dpop.Invalid("DPoP proof signed by another key than the token's")
+	errBoundAsBearer    = errors.New("sender-constrained token presented as a bearer token")
+	errUnbound          = errors.New("this resource requires a sender-constrained token")
+	errNotDPoPBound     = errors.New("the DPoP scheme needs a DPoP-bound token")
+	errUnknownBinding   = errors.New("token bound by an unsupported confirmation method")
+	errOtherCertificate = errors.New("certificate-bound token presented without its TLS client certificate")
+	errNoProof          = dpop.Invalid("one DPoP proof header is required with the DPoP scheme")
+	errOtherKey         = dpop.Invalid("DPoP proof signed by another key than the token's")
 )
 
 // dpopNonceLifetime is how long a DPoP nonce of bearer_auth is accepted.
@@ -54,24 +59,51 @@ func (h *Handler) provisionSender() error {
 	return nil
 }
 
-// checkSender is the sender-constraint step of check: a DPoP-bound token
-// (cnf.jkt) must come with the DPoP scheme and a valid proof by its key
-// (RFC 9449 §7); a token bound by any other method is refused; and a
-// route that requires bound tokens refuses bearer tokens.
+// checkSender is the sender-constraint step of check: a token bound to a
+// TLS client certificate (cnf.x5t#S256, RFC 8705 §3) must arrive over TLS
+// with that certificate; a token bound to a DPoP key (cnf.jkt) must come
+// with the DPoP scheme and a valid proof by its key (RFC 9449 §7); a token
+// bound by any other method is refused; and a route that requires bound
+// tokens refuses the others.
 func (h *Handler) checkSender(r *http.Request, tok string, dpopScheme bool, c *accesstoken.Claims) error {
 	cf := c.Confirmation
-	switch {
-	case cf != nil && cf.Other, cf != nil && cf.JKT == "":
-		// A binding this gate cannot check must not make the token a
-		// bearer token (mTLS-bound tokens: RFC 8705, not checked yet).
-		return errUnknownBinding
-	case cf == nil && h.Require != "":
-		return errUnbound
-	case cf == nil && dpopScheme:
-		return errNotDPoPBound
-	case cf == nil:
+	if cf == nil {
+		switch {
+		case h.Require != "":
+			return errUnbound
+		case dpopScheme:
+			return errNotDPoPBound
+		}
 		return nil
-	case !dpopScheme:
+	}
+	if cf.Other || (cf.JKT == "" && cf.X5T == "") {
+		// A binding this gate cannot check must not make the token a
+		// bearer token.
+		return errUnknownBinding
+	}
+	switch h.Require {
+	case RequireDPoP:
+		if cf.JKT == "" {
+			return errUnbound
+		}
+	case RequireMTLS:
+		if cf.X5T == "" {
+			return errUnbound
+		}
+	}
+	if cf.X5T != "" {
+		cert := clientauth.PeerCertificate(r.TLS)
+		if cert == nil || clientauth.Thumbprint(cert) != cf.X5T {
+			return errOtherCertificate
+		}
+	}
+	if cf.JKT == "" {
+		if dpopScheme {
+			return errNotDPoPBound
+		}
+		return nil
+	}
+	if !dpopScheme {
 		return errBoundAsBearer
 	}
 	proofs := r.Header.Values("DPoP")
@@ -108,7 +140,7 @@ func requestURL(r *http.Request) string {
 // route requires DPoP, the request used the DPoP scheme, or the reason is
 // about DPoP.
 func (h *Handler) usesDPoP(r *http.Request, reason error) bool {
-	if h.Require == RequireDPoP {
+	if h.Require == RequireDPoP || h.Require == RequireAny {
 		return true
 	}
 	var de *dpop.Error

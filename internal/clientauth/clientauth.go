@@ -64,6 +64,7 @@ var ErrInvalid = errors.New("client assertion refused")
 // Verifier checks client assertions for one issuer.
 type Verifier struct {
 	keys      map[string]clientKeys
+	tls       map[string]*tlsClient
 	audiences []string
 	now       func() time.Time
 	seen      *seenonce.Set
@@ -73,7 +74,7 @@ type Verifier struct {
 // (jwks, public_key) and accepts assertions whose aud names one of
 // audiences.
 func NewVerifier(cfgs []*clients.Config, audiences []string, now func() time.Time) (*Verifier, error) {
-	v := &Verifier{keys: map[string]clientKeys{}, audiences: audiences, now: now,
+	v := &Verifier{keys: map[string]clientKeys{}, tls: map[string]*tlsClient{}, audiences: audiences, now: now,
 		seen: seenonce.New(maxRecent, int64((MaxLifetime+Leeway)/time.Second))}
 	for _, c := range cfgs {
 		ks, err := LoadKeys(c)
@@ -82,6 +83,13 @@ func NewVerifier(cfgs []*clients.Config, audiences []string, now func() time.Tim
 		}
 		if len(ks) > 0 {
 			v.keys[c.ClientID] = ks
+		}
+		t, err := loadTLS(c)
+		if err != nil {
+			return nil, fmt.Errorf("client %q: %v", c.ClientID, err)
+		}
+		if t != nil {
+			v.tls[c.ClientID] = t
 		}
 	}
 	return v, nil
@@ -204,16 +212,9 @@ func LoadKeys(c *clients.Config) (clientKeys, error) {
 		}
 	}
 	if c.PublicKey != "" {
-		data, err := os.ReadFile(c.PublicKey)
-		if err != nil {
-			return nil, fmt.Errorf("public_key: %v", err)
-		}
-		for rest := data; ; {
-			var b *pem.Block
-			if b, rest = pem.Decode(rest); b == nil {
-				break
-			}
+		err := eachPEM(c.PublicKey, func(b *pem.Block) error {
 			var pub any
+			var err error
 			switch b.Type {
 			case "PUBLIC KEY":
 				pub, err = x509.ParsePKIXPublicKey(b.Bytes)
@@ -226,19 +227,40 @@ func LoadKeys(c *clients.Config) (clientKeys, error) {
 				err = fmt.Errorf("a %s block (only PUBLIC KEY and CERTIFICATE blocks; never a private key)", b.Type)
 			}
 			if err != nil {
-				return nil, fmt.Errorf("public_key %q: %v", c.PublicKey, err)
+				return err
 			}
 			key, err := newKey("", "", pub)
 			if err != nil {
-				return nil, fmt.Errorf("public_key %q: %v", c.PublicKey, err)
+				return err
 			}
 			out = append(out, key)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("public_key %q: %v", c.PublicKey, err)
 		}
 		if len(out) == 0 {
 			return nil, fmt.Errorf("public_key %q: no PEM block", c.PublicKey)
 		}
 	}
 	return out, nil
+}
+
+// eachPEM calls f with each PEM block of the file at path.
+func eachPEM(path string, f func(*pem.Block) error) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for rest := data; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return nil
+		}
+		if err := f(b); err != nil {
+			return err
+		}
+	}
 }
 
 // newKey pairs a public key with its algorithm: the one the JWK names, or

@@ -80,16 +80,30 @@ type Config struct {
 	// certificate(s), for private_key_jwt. Default: none.
 	PublicKey string `json:"public_key,omitempty"`
 
+	// TLSClientAuthSubjectDN and TLSClientAuthSANDNS register the client
+	// for tls_client_auth (RFC 8705 §2.1): a client certificate whose chain
+	// Caddy's TLS client_auth verified, with this subject DN (as Go writes
+	// it, e.g. "CN=billing,O=Example") or this DNS SAN. Default: none.
+	TLSClientAuthSubjectDN string `json:"tls_client_auth_subject_dn,omitempty"`
+	TLSClientAuthSANDNS    string `json:"tls_client_auth_san_dns,omitempty"`
+
+	// TLSCertificate is a PEM file of the client's self-signed
+	// certificate(s), for self_signed_tls_client_auth (RFC 8705 §2.2),
+	// matched by thumbprint. Default: none.
+	TLSCertificate string `json:"tls_certificate,omitempty"`
+
 	// RequireBinding makes every token of the client sender-constrained:
 	// `dpop` (RFC 9449) refuses a token request without a valid DPoP proof
-	// with `invalid_dpop_proof`. `any` accepts any binding tokengate
-	// offers. Default: "" (bearer tokens unless the client sends a proof).
+	// with `invalid_dpop_proof`; `mtls` (RFC 8705) one not authenticated by
+	// the client's TLS certificate; `any` accepts either. Default: ""
+	// (bearer tokens unless the client sends a proof or uses mTLS).
 	RequireBinding string `json:"require_binding,omitempty"`
 }
 
 // Bindings a client may require of its tokens.
 const (
 	BindingDPoP = "dpop"
+	BindingMTLS = "mtls"
 	BindingAny  = "any"
 )
 
@@ -195,8 +209,9 @@ func (c *Config) validate(replaced, runtime bool) error {
 	case runtime:
 	case c.Secret != "" && c.SecretHash != "":
 		return fail("secret_hash", "secret and secret_hash are mutually exclusive")
-	case c.Secret == "" && c.SecretHash == "" && len(c.JWKS) == 0 && c.PublicKey == "":
-		return fail("", "one of secret, secret_hash, jwks or public_key is required (an empty {env.…} placeholder gives an empty secret)")
+	case c.Secret == "" && c.SecretHash == "" && len(c.JWKS) == 0 && c.PublicKey == "" &&
+		c.TLSClientAuthSubjectDN == "" && c.TLSClientAuthSANDNS == "" && c.TLSCertificate == "":
+		return fail("", "one of secret, secret_hash, jwks or public_key is required, or a TLS client certificate (an empty {env.…} placeholder gives an empty secret)")
 	}
 	if c.SecretHash != "" && (replaced || !HoldsPlaceholder(c.SecretHash)) {
 		if _, err := comparerFor(c.SecretHash); err != nil {
@@ -237,9 +252,9 @@ func (c *Config) validate(replaced, runtime bool) error {
 		return fail("jwks", "not valid JSON")
 	}
 	switch c.RequireBinding {
-	case "", BindingDPoP, BindingAny:
+	case "", BindingDPoP, BindingMTLS, BindingAny:
 	default:
-		return fail("require_binding", "unsupported binding %q (dpop, any)", c.RequireBinding)
+		return fail("require_binding", "unsupported binding %q (dpop, mtls, any)", c.RequireBinding)
 	}
 	return nil
 }

@@ -384,10 +384,12 @@ func (i *Issuer) Metadata() map[string]any {
 		grantList = append(grantList, clients.GrantRefreshToken)
 	}
 	authMethods := []string{"client_secret_basic", "client_secret_post"}
-	tokenAuthMethods := authMethods
+	tokenAuthMethods := slices.Clone(authMethods)
 	if i.Assertions.HasKeys() {
-		tokenAuthMethods = append(slices.Clone(authMethods), "private_key_jwt")
+		tokenAuthMethods = append(tokenAuthMethods, "private_key_jwt")
 	}
+	tlsMethods := i.Assertions.Methods()
+	tokenAuthMethods = append(tokenAuthMethods, tlsMethods...)
 	md := map[string]any{
 		"issuer":                                        i.Config.Issuer,
 		"token_endpoint":                                base + TokenPath,
@@ -404,6 +406,9 @@ func (i *Issuer) Metadata() map[string]any {
 	}
 	if i.Assertions.HasKeys() {
 		md["token_endpoint_auth_signing_alg_values_supported"] = clientauth.SigningAlgs
+	}
+	if len(tlsMethods) > 0 {
+		md["tls_client_certificate_bound_access_tokens"] = true
 	}
 	return md
 }
