@@ -149,6 +149,11 @@ type Handler struct {
 	// Default: false (the header is passed on).
 	StripAuthorization bool `json:"strip_authorization,omitempty"`
 
+	// Introspection accepts the remote issuer's opaque access tokens by
+	// asking its RFC 7662 introspection endpoint (see Introspection).
+	// Default: none (only JWTs are accepted).
+	Introspection *Introspection `json:"introspection,omitempty"`
+
 	// ForwardAuth makes the route a decision endpoint for another proxy
 	// (nginx auth_request, Traefik forwardAuth, Envoy ext_authz over HTTP):
 	// an accepted token is answered 200 with no body and the identity
@@ -195,6 +200,7 @@ type Handler struct {
 	dpop *dpop.Checker
 
 	byIss map[string]*Handler // with Issuers: one per issuer, by iss (issuers.go)
+	intro *introspector       // with Introspection (introspect.go)
 
 	challenge      string // no token
 	scopeChallenge string // insufficient_scope, without error_description
@@ -220,7 +226,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if len(h.Issuers) > 0 {
 		return h.provisionIssuers(ctx) // issuers.go
 	}
-	return h.provisionIssuer(ctx)
+	if err := h.provisionIssuer(ctx); err != nil {
+		return err
+	}
+	return h.provisionIntrospection() // introspect.go
 }
 
 // provisionIssuer resolves the route's one trusted issuer and its keys.
@@ -384,6 +393,9 @@ func (h *Handler) validate() error {
 		return err
 	}
 	if err := h.validateForwardAuth(); err != nil {
+		return err
+	}
+	if err := h.validateIntrospection(); err != nil {
 		return err
 	}
 	if !validQuoted(h.Realm) {

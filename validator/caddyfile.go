@@ -44,6 +44,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    require             dpop|mtls|any       # sender-constrained tokens only
 //	    dpop_nonce                              # DPoP proofs need a server nonce
 //	    forward_auth                            # answer 200 + X-Auth-* headers; never pass on
+//	    introspection       <endpoint> {        # opaque tokens: RFC 7662 at the issuer
+//	        client_id       <id>
+//	        client_secret   <secret>            # e.g. {env.SECRET} or {file.PATH}
+//	        cache           <duration>          # default: 2m, never past the token's exp
+//	        negative_cache  <duration>          # default: 5s
+//	    }
 //	}
 //
 // Claim names may be paths into nested objects (realm_access.roles; `\.`
@@ -60,6 +66,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for d.NextBlock(0) {
 		opt := d.Val()
+		if opt == "introspection" {
+			if seen[opt] {
+				return d.Errf("introspection: specified more than once")
+			}
+			seen[opt] = true
+			if err := h.unmarshalIntrospection(d); err != nil {
+				return err
+			}
+			if err := h.validate(); err != nil {
+				return d.Errf("bearer_auth: %v", err)
+			}
+			continue
+		}
 		if opt == "issuer" {
 			// One issuer, or a block per issuer (issuers.go).
 			if err := h.unmarshalIssuer(d, seen); err != nil {

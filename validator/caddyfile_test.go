@@ -70,6 +70,11 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{"realm twice", "bearer_auth {\n realm a\n realm b\n}", Handler{}, "specified more than once"},
 		{"forward auth", "bearer_auth {\n forward_auth\n}", Handler{ForwardAuth: true}, ""},
 		{"forward auth with dpop", "bearer_auth {\n forward_auth\n require dpop\n}", Handler{}, "cannot be combined with require"},
+		{"introspection", "bearer_auth {\n issuer https://hydra.example.com/\n audience api\n introspection https://hydra.example.com/admin/oauth2/introspect {\n client_id gate\n client_secret {env.SECRET}\n cache 1m\n negative_cache 2s\n }\n}",
+			Handler{Issuer: "https://hydra.example.com/", Audience: []string{"api"}, Introspection: &Introspection{
+				Endpoint: "https://hydra.example.com/admin/oauth2/introspect", ClientID: "gate", ClientSecret: "{env.SECRET}",
+				CacheFor: caddy.Duration(time.Minute), NegativeCacheFor: caddy.Duration(2 * time.Second)}}, ""},
+		{"introspection without secret", "bearer_auth {\n introspection https://idp/introspect {\n client_id gate\n }\n}", Handler{}, "client_secret are required"},
 		{"several issuers", `bearer_auth {
 			issuer https://a.example.com {
 				audience api://a

@@ -14,8 +14,9 @@ import (
 //
 //  1. the credential: one `Authorization: Bearer` or `Authorization: DPoP`
 //     header, size-capped;
-//  2. with several trusted issuers, the one the token's iss names;
-//     then the token's signature and claims (accesstoken), or the verified
+//  2. an opaque token: the issuer's introspection answer (cached); a JWT:
+//     with several trusted issuers, the one its iss names, then the
+//     token's signature and claims (accesstoken), or the verified
 //     token cached when this route's key source verified the same
 //     signature before and its key is still published;
 //  3. the token's validity (accesstoken): typ, exp/nbf/iat with leeway,
@@ -28,15 +29,11 @@ func (h *Handler) check(r *http.Request) (*accesstoken.Claims, error) {
 	if err != nil {
 		return nil, err
 	}
-	iss, err := h.issuerOf(tok) // issuers.go
+	t, v, err := h.verifyToken(r.Context(), tok)
 	if err != nil {
 		return nil, err
 	}
-	t, err := iss.verifySignature(r.Context(), tok)
-	if err != nil {
-		return nil, err
-	}
-	if err := iss.verifier.Check(t); err != nil {
+	if err := v.Check(t); err != nil {
 		return nil, err
 	}
 	c := t.Claims
@@ -78,6 +75,24 @@ func (h *Handler) checkScopes(c *accesstoken.Claims) error {
 		}
 	}
 	return nil
+}
+
+// verifyToken returns the token's claims, vouched for by its issuer: an
+// opaque token through the issuer's introspection endpoint (introspect.go)
+// when the route has one, a JWT by its signature with the keys of the
+// issuer its iss names (issuers.go). It also returns the verifier whose
+// rules the claims must then pass.
+func (h *Handler) verifyToken(ctx context.Context, tok string) (*accesstoken.Token, *accesstoken.Verifier, error) {
+	if h.intro != nil && !isJWT(tok) {
+		t, err := h.intro.token(ctx, tok)
+		return t, h.intro.verifier, err
+	}
+	iss, err := h.issuerOf(tok)
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := iss.verifySignature(ctx, tok)
+	return t, iss.verifier, err
 }
 
 // verifySignature returns the verified form of a token: from the cache

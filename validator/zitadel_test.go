@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,5 +121,66 @@ func TestZitadelProvider(t *testing.T) {
 	// The provider's tokens still pass after the storm.
 	if res := do(h, "Bearer "+token()); !res.reached {
 		t.Errorf("refused after the storm: %v", res.err)
+	}
+}
+
+// TestZitadelOpaqueTokens: the provider's opaque client_credentials tokens
+// (its example service user sid1) are accepted through its introspection
+// endpoint, with the gate's secret read from {env.*}; answers are cached,
+// an unknown token is refused and its inactive answer cached briefly.
+func TestZitadelOpaqueTokens(t *testing.T) {
+	p := testidp.Start(t)
+	var introspections atomic.Int64
+	p.OnIntrospect = func() { introspections.Add(1) }
+	t.Setenv("TOKENGATE_TEST_INTROSPECTION_SECRET", testidp.GateSecret)
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	h := &Handler{Issuer: p.URL, Audience: []string{testidp.Audience}, Scopes: []string{"openid"},
+		Introspection: &Introspection{Endpoint: p.URL + "/oauth/introspect", ClientID: testidp.Audience, ClientSecret: "{env.TOKENGATE_TEST_INTROSPECTION_SECRET}"}}
+	if err := h.Provision(ctx); err != nil {
+		t.Fatalf("Provision: %v", err)
+	}
+	t.Cleanup(func() { _ = h.Cleanup() })
+	cfg := clientcredentials.Config{ClientID: testidp.OpaqueClientID, ClientSecret: testidp.OpaqueSecret, TokenURL: p.URL + "/oauth/token", Scopes: []string{"openid"}}
+	tok, err := cfg.Token(context.Background())
+	if err != nil {
+		t.Fatalf("client_credentials for the opaque client: %v", err)
+	}
+	if strings.Count(tok.AccessToken, ".") == 2 {
+		t.Fatal("the example's service user got a JWT, not an opaque token")
+	}
+	for range 3 {
+		res := do(h, "Bearer "+tok.AccessToken)
+		if !res.reached {
+			t.Fatalf("opaque token refused: %v", res.err)
+		}
+		if v, _ := res.repl.GetString("http.auth.user.scope"); v != "openid" {
+			t.Errorf("{http.auth.user.scope} = %q", v)
+		}
+		if v, _ := res.repl.GetString("http.auth.user.id"); v != testidp.OpaqueSubject {
+			t.Errorf("{http.auth.user.id} = %q", v)
+		}
+	}
+	if n := introspections.Load(); n != 1 {
+		t.Errorf("%d introspections for 3 requests with one token, want 1 (cached)", n)
+	}
+	for range 3 {
+		if res := do(h, "Bearer not-a-token-of-the-provider"); res.reached || res.status != 401 {
+			t.Errorf("unknown opaque token: reached=%v status=%d", res.reached, res.status)
+		}
+	}
+	if n := introspections.Load(); n != 2 {
+		t.Errorf("%d introspections after 3 requests with an unknown token, want 2 (negative answer cached)", n)
+	}
+	// A wrong gate secret: the provider refuses to answer, the token is
+	// refused, and nothing is cached.
+	bad := &Handler{Issuer: p.URL, Audience: []string{testidp.Audience},
+		Introspection: &Introspection{Endpoint: p.URL + "/oauth/introspect", ClientID: testidp.Audience, ClientSecret: "wrong"}}
+	if err := bad.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bad.Cleanup() })
+	if res := do(bad, "Bearer "+tok.AccessToken); res.reached {
+		t.Error("opaque token accepted although the provider refused the gate")
 	}
 }

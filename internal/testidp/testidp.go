@@ -36,6 +36,15 @@ const (
 	Audience = "reports-api"
 	// Role is in the tokens' realm_access.roles, as Keycloak puts it.
 	Role = "reports-admin"
+
+	// OpaqueClientID and OpaqueSecret are the example's service user,
+	// whose access tokens are opaque.
+	OpaqueClientID = "sid1"
+	OpaqueSecret   = "verysecret"
+	OpaqueSubject  = "id1"
+	// GateSecret authenticates the gate, as client Audience, to the
+	// introspection endpoint.
+	GateSecret = "gate-secret"
 )
 
 // Provider is a running zitadel OpenID provider.
@@ -44,6 +53,9 @@ type Provider struct {
 	URL string
 	// JWKSHits counts the requests for its key set.
 	JWKSHits atomic.Int64
+	// OnIntrospect, when set before requests are made, is called for each
+	// request to the introspection endpoint.
+	OnIntrospect func()
 
 	st *storage
 }
@@ -54,13 +66,18 @@ func Start(t testing.TB) *Provider {
 	p := &Provider{}
 	srv := httptest.NewUnstartedServer(nil)
 	p.URL = "http://" + srv.Listener.Addr().String()
-	p.st = &storage{Storage: exstorage.NewStorage(exstorage.NewUserStore(p.URL))}
+	p.st = &storage{Storage: exstorage.NewStorage(exstorage.NewUserStore(p.URL)), issuer: p.URL}
 	p.st.rotate()
 	quiet := slog.New(slog.NewTextHandler(discard{}, nil))
 	router := exampleop.SetupServer(p.URL, p.st, quiet, false)
 	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/keys" {
+		switch r.URL.Path {
+		case "/keys":
 			p.JWKSHits.Add(1)
+		case "/oauth/introspect":
+			if p.OnIntrospect != nil {
+				p.OnIntrospect()
+			}
 		}
 		router.ServeHTTP(w, r)
 	})
@@ -77,6 +94,7 @@ func (p *Provider) Rotate() string { return p.st.rotate() }
 // client_credentials client.
 type storage struct {
 	*exstorage.Storage
+	issuer string
 
 	mu   sync.Mutex
 	keys []*signingKey // the last one signs
@@ -131,10 +149,41 @@ func (s *storage) ClientCredentials(ctx context.Context, clientID, clientSecret 
 // ClientCredentialsTokenRequest gives the JWT client's tokens their
 // audience.
 func (s *storage) ClientCredentialsTokenRequest(ctx context.Context, clientID string, scopes []string) (op.TokenRequest, error) {
+	if clientID == OpaqueClientID {
+		// The example's request, with the API as a second audience and
+		// the example's user id1 as subject: the example storage answers
+		// introspection only for tokens whose subject is one of its users
+		// (it fails with "user not found" for sid1 itself).
+		return &oidc.JWTTokenRequest{Subject: OpaqueSubject, Audience: []string{clientID, Audience}, Scopes: scopes}, nil
+	}
 	if clientID != ClientID {
 		return s.Storage.ClientCredentialsTokenRequest(ctx, clientID, scopes)
 	}
 	return &oidc.JWTTokenRequest{Subject: ClientID, Audience: []string{Audience}, Scopes: scopes}, nil
+}
+
+// AuthorizeClientIDSecret also knows the gate, which introspects tokens as
+// the client named like the API (the audience of the tokens it may ask
+// about, as the example storage requires).
+func (s *storage) AuthorizeClientIDSecret(ctx context.Context, clientID, clientSecret string) error {
+	if clientID == Audience {
+		if clientSecret != GateSecret {
+			return errors.New("wrong client or secret")
+		}
+		return nil
+	}
+	return s.Storage.AuthorizeClientIDSecret(ctx, clientID, clientSecret)
+}
+
+// SetIntrospectionFromToken is the example's answer plus iss and aud,
+// which it leaves out and RFC 7662 lists: a gate checks both.
+func (s *storage) SetIntrospectionFromToken(ctx context.Context, resp *oidc.IntrospectionResponse, tokenID, subject, clientID string) error {
+	if err := s.Storage.SetIntrospectionFromToken(ctx, resp, tokenID, subject, clientID); err != nil {
+		return err
+	}
+	resp.Issuer = s.issuer
+	resp.Audience = []string{OpaqueClientID, Audience}
+	return nil
 }
 
 // GetPrivateClaimsFromScopes adds Keycloak-style nested roles to the
