@@ -74,11 +74,8 @@ show, rotate-secret, disable, enable, revoke-tokens, delete. See
 caddy oauth-client <subcommand> --help.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
+			clientFlags(cmd, "Client id (default: random)")
 			fs := cmd.Flags()
-			fs.String("id", "", "Client id (default: random)")
-			fs.String("scopes", "", "Scopes the client may ask for, separated by commas or spaces")
-			fs.StringArray("audience", nil, "Audience of the client's tokens, separated by commas or spaces (repeatable)")
-			fs.Bool("refresh", false, "Allow the refresh_token grant")
 			fs.StringP("algorithm", "a", "bcrypt", "Secret hash algorithm: bcrypt or argon2id")
 			fs.Int("bcrypt-cost", defaultBcryptCost, "bcrypt cost (4 to 31)")
 			fs.Bool("json", false, "Print JSON for scripts")

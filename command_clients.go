@@ -35,11 +35,8 @@ func addClientCommands(parent *cobra.Command) {
 		{name: "show", short: "Shows a client", args: 1, method: http.MethodGet},
 		{name: "create", short: "Creates a client at run time and prints its secret, once", method: http.MethodPost,
 			flags: func(c *cobra.Command) {
+				clientFlags(c, "Client id (letters, digits, - . _ ~)")
 				fs := c.Flags()
-				fs.String("id", "", "Client id (letters, digits, - . _ ~)")
-				fs.String("scopes", "", "Scopes the client may ask for, separated by commas or spaces")
-				fs.StringArray("audience", nil, "Audience of the client's tokens, separated by commas or spaces (repeatable)")
-				fs.Bool("refresh", false, "Allow the refresh_token grant")
 				fs.String("token-ttl", "", "Lifetime of the client's access tokens (default: the issuer's)")
 				fs.Bool("introspect-any", false, "May introspect any client's tokens")
 				fs.StringArray("claim", nil, "A claim of the client's tokens, name=value; the value is JSON if it reads as JSON (repeatable)")
@@ -157,6 +154,16 @@ func createBody(fl caddycmd.Flags) (io.Reader, error) {
 		c["claims"] = claims
 	}
 	return jsonBody(c)
+}
+
+// clientFlags defines the flags that describe a new client, the same for
+// the client block printed offline and for a client created at run time.
+func clientFlags(c *cobra.Command, idHelp string) {
+	fs := c.Flags()
+	fs.String("id", "", idHelp)
+	fs.String("scopes", "", "Scopes the client may ask for, separated by commas or spaces")
+	fs.StringArray("audience", nil, "Audience of the client's tokens, separated by commas or spaces (repeatable)")
+	fs.Bool("refresh", false, "Allow the refresh_token grant")
 }
 
 func isListSep(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' }
