@@ -17,31 +17,8 @@ import (
 )
 
 func apiClusterConfig(port, admin int, storage string) string {
-	return fmt.Sprintf(`{
-	admin localhost:%d
-	%s
-	oauth_issuer {
-		issuer http://tokengate.test
-		revocation_sync 1s
-		client svc {
-			secret svc-secret
-			scopes read
-			audience api
-			grant_types client_credentials refresh_token
-		}
-	}
-}
-
-:%d {
-	oauth_token
-	handle /api/* {
-		bearer_auth {
-			audience api
-		}
-		respond "hello {http.auth.user.id} {http.auth.user.claims.tier}"
-	}
-}
-`, admin, testcaddy.Storage(storage), port)
+	return clusterCaddyfile(port, fmt.Sprintf("localhost:%d", admin), storage,
+		`respond "hello {http.auth.user.id} {http.auth.user.claims.tier}"`)
 }
 
 // apiInstance is an instance with its admin endpoint.

@@ -43,8 +43,18 @@ type instance struct {
 }
 
 func clusterConfig(port int, storage, upstreamURL string, issuerLines ...string) string {
+	return clusterCaddyfile(port, "off", storage, fmt.Sprintf(`reverse_proxy %s {
+			header_up X-Client-Id {http.auth.user.id}
+		}`, strings.TrimPrefix(upstreamURL, "http://")), issuerLines...)
+}
+
+// clusterCaddyfile is the Caddyfile of one instance of a test cluster: an
+// issuer on storage with the client svc (secret svc-secret, scope read,
+// audience api, refresh allowed), its token endpoint, and /api/* behind
+// bearer_auth answered by handler.
+func clusterCaddyfile(port int, admin, storage, handler string, issuerLines ...string) string {
 	return fmt.Sprintf(`{
-	admin off
+	admin %s
 	%s
 	oauth_issuer {
 		issuer http://tokengate.test
@@ -65,12 +75,10 @@ func clusterConfig(port int, storage, upstreamURL string, issuerLines ...string)
 		bearer_auth {
 			audience api
 		}
-		reverse_proxy %s {
-			header_up X-Client-Id {http.auth.user.id}
-		}
+		%s
 	}
 }
-`, testcaddy.Storage(storage), strings.Join(issuerLines, "\n\t\t"), port, strings.TrimPrefix(upstreamURL, "http://"))
+`, admin, testcaddy.Storage(storage), strings.Join(issuerLines, "\n\t\t"), port, handler)
 }
 
 // startCluster starts one instance per port on one storage directory, all
