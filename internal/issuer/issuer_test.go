@@ -85,7 +85,7 @@ func verify(t *testing.T, token string, jwks []byte) (jose.Header, map[string]an
 }
 
 func verifyErr(token string, jwks []byte) (jose.Header, map[string]any, error) {
-	sig, err := jose.ParseSigned(token, allAlgs)
+	sig, err := jose.ParseSignedCompact(token, allAlgs)
 	if err != nil {
 		return jose.Header{}, nil, err
 	}
