@@ -22,11 +22,20 @@ fs.writeFileSync(process.argv[1] + "/pkj.pub.pem", publicKey.export({ type: "spk
 fs.writeFileSync(process.argv[1] + "/pkj.pkcs8", privateKey.export({ type: "pkcs8", format: "der" }).toString("base64"))
 ' "$work"
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/py.pem" 2>/dev/null
+# The mTLS client's CA and certificate (CN=node-mtls, for TLS client auth).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=example clients CA" \
+	-keyout "$work/ca.key" -out "$work/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=node-mtls" \
+	-keyout "$work/client.key" -out "$work/client.csr" 2>/dev/null
+printf 'extendedKeyUsage=clientAuth\n' >"$work/client.ext"
+openssl x509 -req -in "$work/client.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" -CAcreateserial -days 1 \
+	-extfile "$work/client.ext" -out "$work/client.pem" 2>/dev/null
 openssl pkey -in "$work/py.pem" -pubout -out "$work/py.pub.pem"
 cat > "$work/Caddyfile" <<CADDY
 {
 	admin off
 	storage file_system $work/storage
+	skip_install_trust
 	oauth_issuer {
 		issuer http://localhost:9481
 		client node-example {
@@ -44,6 +53,29 @@ cat > "$work/Caddyfile" <<CADDY
 			scopes reports:read
 			audience legacy-api
 		}
+	}
+	oauth_issuer mtls {
+		issuer https://localhost:9482
+		client node-mtls {
+			tls_client_auth_subject_dn CN=node-mtls
+			scopes reports:read
+		}
+	}
+}
+https://localhost:9482 {
+	tls internal {
+		client_auth {
+			mode verify_if_given
+			trust_pool file $work/ca.pem
+		}
+	}
+	oauth_token mtls
+	handle /mtls/* {
+		bearer_auth {
+			issuer mtls
+			require mtls
+		}
+		respond "bound {http.auth.user.id}"
 	}
 }
 :9481 {
@@ -93,3 +125,14 @@ out="$(ISSUER=http://localhost:9481 CLIENT_ID=py-pkj PRIVATE_KEY="$work/py.pem" 
 echo "$out"
 grep -q '^200 hello py-pkj$' <<<"$out" || { echo "python authlib private_key_jwt example: unexpected output"; cat "$work/caddy.log"; exit 1; }
 echo "python authlib private_key_jwt example: ok"
+
+for _ in $(seq 100); do
+	[ -f "$work/storage/pki/authorities/local/root.crt" ] && curl -fsk https://localhost:9482/.well-known/jwks.json >/dev/null && break
+	sleep 0.1
+done
+out="$(ISSUER=https://localhost:9482 CLIENT_ID=node-mtls CLIENT_CERT="$work/client.pem" CLIENT_KEY="$work/client.key" \
+	SERVER_CA="$work/storage/pki/authorities/local/root.crt" node "$here/node/mtls.mjs")"
+echo "$out"
+grep -q '^token_type=bearer cnf=x5t#S256$' <<<"$out" && grep -q '^200 bound node-mtls$' <<<"$out" &&
+	grep -q '^without the certificate: 401$' <<<"$out" || { echo "node mTLS example: unexpected output"; cat "$work/caddy.log"; exit 1; }
+echo "node mTLS example: ok"
