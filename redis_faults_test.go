@@ -111,6 +111,17 @@ func TestRedisLostMidRun(t *testing.T) {
 	if status, body := redeem(t, a, rt); status != 200 {
 		t.Errorf("refresh once redis is back: %d %s", status, body)
 	}
+	// What was answered 200 before the loss holds everywhere after it, also
+	// at an instance that starts now: the same keys, the revocation.
+	c := startOnRedis(t, []string{srv.Addr()}, up.URL, nil, 9426)[0]
+	if !bytes.Equal(c.jwks(t), a.jwks(t)) {
+		t.Errorf("an instance started after redis came back publishes other keys")
+	}
+	for _, in := range []*instance{a, b, c} {
+		if status, _ := in.call(t, dead); status != 401 {
+			t.Errorf("a token revoked before redis was lost, at %s after it came back: %d", in.base, status)
+		}
+	}
 }
 
 // TestRedisRestartedEmpty: Redis comes back without its data; the running

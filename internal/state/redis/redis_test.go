@@ -109,7 +109,8 @@ func prefixKey(kind, jti string) string {
 func TestResyncAfterReconnect(t *testing.T) {
 	srv := testredis.Start(t)
 	b := open(t, Redis{Addresses: []string{srv.Addr()}})
-	eventually(t, "b subscribed", func() bool { return subscribers(t, srv) == 1 })
+	revs := b.Revocations.(*revocations)
+	eventually(t, "b subscribed and read everything once", func() bool { return subscribers(t, srv) == 1 && revs.reads.Load() >= 1 })
 	// Stored but never published: only a full read can find it. The full
 	// read that follows the first subscription may still be under way when
 	// the subscriber count shows 1 (slow under -race), and then finds it;

@@ -29,6 +29,7 @@ type revocations struct {
 	mem     revocation.Memory
 	resync  atomic.Bool // a full read is due (start, reconnect, failure)
 	subbed  atomic.Bool // the subscription was confirmed at least once
+	reads   atomic.Int64 // full reads done, counted in the debug log
 	waiters sync.Map    // barrier token -> chan struct{} (Sync)
 }
 
@@ -188,7 +189,11 @@ func (r *revocations) readAll(ctx context.Context) error {
 	} else {
 		err = scan(ctx, r.b.client)
 	}
-	return unavailable(err)
+	if err != nil {
+		return unavailable(err)
+	}
+	r.b.logger.Debug("read every live revocation", zap.Int64("full_reads", r.reads.Add(1)), zap.Int("held", r.mem.Len()))
+	return nil
 }
 
 // add reads a published or scanned revocation: "<hex hash> <until>".
