@@ -27,10 +27,10 @@ import (
 type revocations struct {
 	b       *backend
 	mem     revocation.Memory
-	resync  atomic.Bool // a full read is due (start, reconnect, failure)
-	subbed  atomic.Bool // the subscription was confirmed at least once
+	resync  atomic.Bool  // a full read is due (start, reconnect, failure)
+	subbed  atomic.Bool  // the subscription was confirmed at least once
 	reads   atomic.Int64 // full reads done, counted in the debug log
-	waiters sync.Map    // barrier token -> chan struct{} (Sync)
+	waiters sync.Map     // barrier token -> chan struct{} (Sync)
 }
 
 // barrierWait is how long Sync waits for its own barrier message before
