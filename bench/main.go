@@ -515,8 +515,23 @@ func (p *tokenPool) fill(ctx context.Context, tokenReq []byte, n int) error {
 		return nil
 	}
 	fmt.Printf("  (minting %d more tokens for guarded-fresh)\n", missing)
+	return onConns(ctx, missing, func(c *conn) error {
+		status, body, err := c.do(tokenReq)
+		tok, ok := accessToken(body)
+		if err != nil || status != 200 || !ok {
+			return fmt.Errorf("minting: status %d: %v", status, err)
+		}
+		p.add([]string{tok})
+		return nil
+	})
+}
+
+// onConns does n calls of one unmeasured piece of work spread over -conns
+// connections to the token endpoint; it stops at the first error or when
+// ctx ends.
+func onConns(ctx context.Context, n int, work func(c *conn) error) error {
 	var left atomic.Int64
-	left.Store(int64(missing))
+	left.Store(int64(n))
 	var wg sync.WaitGroup
 	errc := make(chan error, *conns)
 	for range *conns {
@@ -529,17 +544,12 @@ func (p *tokenPool) fill(ctx context.Context, tokenReq []byte, n int) error {
 				return
 			}
 			defer c.close()
-			var got []string
 			for left.Add(-1) >= 0 && ctx.Err() == nil {
-				status, body, err := c.do(tokenReq)
-				tok, ok := accessToken(body)
-				if err != nil || status != 200 || !ok {
-					errc <- fmt.Errorf("minting: status %d: %v", status, err)
+				if err := work(c); err != nil {
+					errc <- err
 					return
 				}
-				got = append(got, tok)
 			}
-			p.add(got)
 		}()
 	}
 	wg.Wait()

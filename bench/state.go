@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -151,34 +149,10 @@ func stateSeries(ctx context.Context, caddy *caddyProc, tmp string) error {
 
 // revokeMany mints n access tokens and revokes each, with -conns workers.
 func revokeMany(ctx context.Context, tokenReq []byte, n int) error {
-	var left atomic.Int64
-	left.Store(int64(n))
-	var wg sync.WaitGroup
-	errc := make(chan error, *conns)
-	for range *conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := dial(tokenAddr)
-			if err != nil {
-				errc <- err
-				return
-			}
-			defer c.close()
-			for left.Add(-1) >= 0 && ctx.Err() == nil {
-				if _, err := c.revokeNew(tokenReq); err != nil {
-					errc <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errc)
-	if err := <-errc; err != nil {
+	return onConns(ctx, n, func(c *conn) error {
+		_, err := c.revokeNew(tokenReq)
 		return err
-	}
-	return ctx.Err()
+	})
 }
 
 func revokeOne(tokenReq []byte) (string, error) {
