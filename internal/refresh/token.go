@@ -133,18 +133,13 @@ func (r *reader) bytes(n int) []byte {
 	return v
 }
 
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if r.bad || n <= 0 {
-		r.bad = true
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
+func (r *reader) uvarint() uint64 { return readNumber(r, binary.Uvarint) }
 
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.b)
+func (r *reader) varint() int64 { return readNumber(r, binary.Varint) }
+
+// readNumber reads one number of r with decode (binary.Uvarint or Varint).
+func readNumber[T uint64 | int64](r *reader, decode func([]byte) (T, int)) T {
+	v, n := decode(r.b)
 	if r.bad || n <= 0 {
 		r.bad = true
 		return 0
