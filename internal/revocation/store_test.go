@@ -33,46 +33,6 @@ func sync1(t testing.TB, s *Store) {
 	}
 }
 
-func TestRevokeSeenHereAtOnceAndElsewhereAfterSync(t *testing.T) {
-	ctx := context.Background()
-	a, b, c, _ := newPair(t)
-	exp := c.Now().Add(time.Hour)
-	if a.IsRevoked("jti-1") {
-		t.Fatal("revoked before Revoke")
-	}
-	if err := a.Revoke(ctx, "jti-1", exp); err != nil {
-		t.Fatal(err)
-	}
-	if !a.IsRevoked("jti-1") {
-		t.Fatal("the revoking instance does not refuse the token at once")
-	}
-	if a.IsRevoked("jti-2") {
-		t.Fatal("an unrelated jti is revoked")
-	}
-	if b.IsRevoked("jti-1") {
-		t.Fatal("the other instance knew before syncing (test is not measuring the sync)")
-	}
-	sync1(t, b)
-	if !b.IsRevoked("jti-1") {
-		t.Fatal("the other instance does not refuse the token after Sync")
-	}
-	// A restart (a new Store) finds it in storage.
-	r := New(Config{Storage: a.cfg.Storage, Prefix: "tg", Now: c.Now})
-	sync1(t, r)
-	if !r.IsRevoked("jti-1") {
-		t.Fatal("after restart: not revoked")
-	}
-	// The restarted instance's own revocations reach the others too.
-	if err := r.Revoke(ctx, "jti-3", exp); err != nil {
-		t.Fatal(err)
-	}
-	sync1(t, a)
-	sync1(t, b)
-	if !a.IsRevoked("jti-3") || !b.IsRevoked("jti-3") {
-		t.Fatal("a revocation of the restarted instance was not seen")
-	}
-}
-
 // A sync reads what changed, not the list: with 2,000 revocations live, a
 // sync with nothing new is one List and one Load per log, and one new
 // revocation adds one Load.

@@ -42,6 +42,9 @@ func Revocations(t *testing.T, leeway time.Duration, open OpenRevocations) {
 		a, b := open(t, clock.Now), open(t, clock.Now)
 		sync1(t, a)
 		sync1(t, b)
+		if a.IsRevoked("jti-1") {
+			t.Fatal("revoked before Revoke")
+		}
 		if err := a.Revoke(ctx, "jti-1", clock.Now().Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
@@ -59,6 +62,15 @@ func Revocations(t *testing.T, leeway time.Duration, open OpenRevocations) {
 		sync1(t, r)
 		if !r.IsRevoked("jti-1") {
 			t.Fatal("a handle opened later (a restart) does not refuse the token")
+		}
+		// The restarted handle's own revocations reach the others too.
+		if err := r.Revoke(ctx, "jti-3", clock.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		sync1(t, a)
+		sync1(t, b)
+		if !a.IsRevoked("jti-3") || !b.IsRevoked("jti-3") {
+			t.Fatal("a revocation of the restarted handle was not seen")
 		}
 	})
 	t.Run("expiry", func(t *testing.T) {
