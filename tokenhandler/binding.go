@@ -19,7 +19,7 @@ import (
 func (h *Handler) binding(r *http.Request, client *clients.Config, mtls bool) (*accesstoken.Confirmation, *oauthError) {
 	cnf := &accesstoken.Confirmation{}
 	if mtls {
-		cnf.X5T = clientauth.Thumbprint(clientauth.PeerCertificate(r.TLS))
+		cnf.X5T = accesstoken.X5T(clientauth.PeerCertificate(r.TLS))
 	}
 	proofs := r.Header.Values("DPoP")
 	switch rb := client.RequireBinding; {

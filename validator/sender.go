@@ -11,7 +11,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/tokengate/tokengate/internal/accesstoken"
-	"github.com/tokengate/tokengate/internal/clientauth"
 	"github.com/tokengate/tokengate/internal/dpop"
 )
 
@@ -92,8 +91,7 @@ func (h *Handler) checkSender(r *http.Request, tok string, dpopScheme bool, c *a
 		}
 	}
 	if cf.X5T != "" {
-		cert := clientauth.PeerCertificate(r.TLS)
-		if cert == nil || clientauth.Thumbprint(cert) != cf.X5T {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || accesstoken.X5T(r.TLS.PeerCertificates[0]) != cf.X5T {
 			return errOtherCertificate
 		}
 	}

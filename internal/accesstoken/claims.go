@@ -2,6 +2,9 @@ package accesstoken
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"slices"
 	"strconv"
@@ -70,6 +73,13 @@ type Confirmation struct {
 	// Other is set when cnf holds a confirmation method of neither kind: no
 	// request can satisfy it, so the token is never accepted.
 	Other bool `json:"-"`
+}
+
+// X5T is the cnf.x5t#S256 of a TLS client certificate (RFC 8705 §3.1):
+// the base64url SHA-256 of its DER.
+func X5T(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // Audience is the `aud` claim: written as a string when it holds one value

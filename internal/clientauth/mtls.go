@@ -1,15 +1,14 @@
 package clientauth
 
 import (
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"slices"
 
+	"github.com/tokengate/tokengate/internal/accesstoken"
 	"github.com/tokengate/tokengate/internal/clients"
 )
 
@@ -37,12 +36,6 @@ const (
 // ErrNoCertificate is returned for a connection without a client
 // certificate.
 var ErrNoCertificate = errors.New("no TLS client certificate")
-
-// Thumbprint is a certificate's x5t#S256: the base64url SHA-256 of its DER.
-func Thumbprint(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.Raw)
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
 
 // PeerCertificate is the client certificate of a TLS connection, or nil.
 func PeerCertificate(state *tls.ConnectionState) *x509.Certificate {
@@ -73,7 +66,7 @@ func loadTLS(c *clients.Config) (*tlsClient, error) {
 			if err != nil {
 				return err
 			}
-			t.thumbprints = append(t.thumbprints, Thumbprint(cert))
+			t.thumbprints = append(t.thumbprints, accesstoken.X5T(cert))
 			return nil
 		})
 		if err != nil {
@@ -98,7 +91,7 @@ func (v *Verifier) VerifyTLS(id string, state *tls.ConnectionState) error {
 	if cert == nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, ErrNoCertificate)
 	}
-	if slices.Contains(t.thumbprints, Thumbprint(cert)) {
+	if slices.Contains(t.thumbprints, accesstoken.X5T(cert)) {
 		return nil // self_signed_tls_client_auth
 	}
 	if len(state.VerifiedChains) == 0 {
