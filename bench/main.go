@@ -458,13 +458,18 @@ func mintOne(req []byte) (string, error) {
 		return "", err
 	}
 	defer c.close()
+	return c.mint(req)
+}
+
+// mint asks the token endpoint for an access token over c.
+func (c *conn) mint(req []byte) (string, error) {
 	status, body, err := c.do(req)
 	if err != nil {
 		return "", err
 	}
 	tok, ok := accessToken(body)
 	if status != 200 || !ok {
-		return "", fmt.Errorf("token endpoint answered %d: %s", status, body)
+		return "", fmt.Errorf("token endpoint answered %d: %.200s", status, body)
 	}
 	return tok, nil
 }
@@ -516,10 +521,9 @@ func (p *tokenPool) fill(ctx context.Context, tokenReq []byte, n int) error {
 	}
 	fmt.Printf("  (minting %d more tokens for guarded-fresh)\n", missing)
 	return onConns(ctx, missing, func(c *conn) error {
-		status, body, err := c.do(tokenReq)
-		tok, ok := accessToken(body)
-		if err != nil || status != 200 || !ok {
-			return fmt.Errorf("minting: status %d: %v", status, err)
+		tok, err := c.mint(tokenReq)
+		if err != nil {
+			return fmt.Errorf("minting: %w", err)
 		}
 		p.add([]string{tok})
 		return nil

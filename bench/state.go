@@ -166,15 +166,11 @@ func revokeOne(tokenReq []byte) (string, error) {
 
 // revokeNew mints an access token and revokes it; it returns its jti.
 func (c *conn) revokeNew(tokenReq []byte) (string, error) {
-	status, body, err := c.do(tokenReq)
+	tok, err := c.mint(tokenReq)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("minting: %w", err)
 	}
-	tok, ok := accessToken(body)
-	if status != 200 || !ok {
-		return "", fmt.Errorf("minting: %d %.200s", status, body)
-	}
-	status, body, err = c.do(buildRevoke(tok))
+	status, body, err := c.do(buildRevoke(tok))
 	if err != nil {
 		return "", err
 	}
