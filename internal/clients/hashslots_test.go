@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/testsync"
 )
 
 // peakComparer records the most compares ever running at once.
@@ -72,31 +73,25 @@ func hashedRegistry(t *testing.T, delay time.Duration) (*Registry, *peakComparer
 // refused with ErrBusy without a hash.
 func TestBurstOfWrongSecretsRunsAtMostOneHashPerCPU(t *testing.T) {
 	r, p := hashedRegistry(t, 30*time.Millisecond)
-	var wg sync.WaitGroup
 	var mu sync.Mutex
 	results := map[string]int{}
-	for i := range 100 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id := "c"
-			if i%2 == 1 {
-				id = fmt.Sprintf("unknown-%d", i)
-			}
-			_, err := r.Authenticate(id, fmt.Sprintf("guess-%d", i), nil)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case errors.Is(err, ErrInvalidClient):
-				results["invalid"]++
-			case errors.Is(err, ErrBusy):
-				results["busy"]++
-			default:
-				results[fmt.Sprint(err)]++
-			}
-		}()
-	}
-	wg.Wait()
+	testsync.AtOnce(100, func(i int) {
+		id := "c"
+		if i%2 == 1 {
+			id = fmt.Sprintf("unknown-%d", i)
+		}
+		_, err := r.Authenticate(id, fmt.Sprintf("guess-%d", i), nil)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case errors.Is(err, ErrInvalidClient):
+			results["invalid"]++
+		case errors.Is(err, ErrBusy):
+			results["busy"]++
+		default:
+			results[fmt.Sprint(err)]++
+		}
+	})
 	t.Logf("100 concurrent wrong secrets: %v; %d hashes ran, at most %d at once (%d slots)", results, p.calls.Load(), p.peak.Load(), MaxConcurrentHashes)
 	if peak := p.peak.Load(); peak > int32(MaxConcurrentHashes) {
 		t.Errorf("%d hashes ran at once, more than the %d slots", peak, MaxConcurrentHashes)

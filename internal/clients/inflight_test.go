@@ -1,10 +1,11 @@
 package clients
 
 import (
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tokengate/tokengate/internal/testsync"
 )
 
 // TestConcurrentChecksShareOneHash: requests of a busy client arriving
@@ -13,21 +14,12 @@ func TestConcurrentChecksShareOneHash(t *testing.T) {
 	// Slow like bcrypt at cost 14.
 	r, slow := hashedRegistry(t, 50*time.Millisecond)
 
-	var wg sync.WaitGroup
 	var failures atomic.Int32
-	start := make(chan struct{})
-	for range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			if _, err := r.Authenticate("c", "s3cret", nil); err != nil {
-				failures.Add(1)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
+	testsync.AtOnce(20, func(int) {
+		if _, err := r.Authenticate("c", "s3cret", nil); err != nil {
+			failures.Add(1)
+		}
+	})
 	if failures.Load() != 0 {
 		t.Fatalf("%d of 20 concurrent checks failed", failures.Load())
 	}
@@ -36,16 +28,11 @@ func TestConcurrentChecksShareOneHash(t *testing.T) {
 	}
 	// A wrong secret sent concurrently is still refused, for every request.
 	var refused atomic.Int32
-	for range 5 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := r.Authenticate("c", "wrong", nil); err == ErrInvalidClient {
-				refused.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
+	testsync.AtOnce(5, func(int) {
+		if _, err := r.Authenticate("c", "wrong", nil); err == ErrInvalidClient {
+			refused.Add(1)
+		}
+	})
 	if refused.Load() != 5 {
 		t.Errorf("wrong secret refused %d of 5 times", refused.Load())
 	}

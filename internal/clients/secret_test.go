@@ -14,6 +14,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/tokengate/tokengate/internal/testsync"
 )
 
 // bcryptHash makes a bcrypt hash at the minimum cost, to keep tests fast.
@@ -290,22 +292,16 @@ func TestComparerErrorIsInternalAndHidesSecret(t *testing.T) {
 
 func TestConcurrentAuthenticate(t *testing.T) {
 	f := newFixture(t)
-	var wg sync.WaitGroup
 	var failures atomic.Int64
-	for i := range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id := []string{"plain", "bcrypt", "argon"}[i%3]
-			if _, err := f.reg.Authenticate(id, f.secrets[id], nil); err != nil {
-				failures.Add(1)
-			}
-			if _, err := f.reg.Authenticate(id, "wrong", nil); !errors.Is(err, ErrInvalidClient) {
-				failures.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
+	testsync.AtOnce(16, func(i int) {
+		id := []string{"plain", "bcrypt", "argon"}[i%3]
+		if _, err := f.reg.Authenticate(id, f.secrets[id], nil); err != nil {
+			failures.Add(1)
+		}
+		if _, err := f.reg.Authenticate(id, "wrong", nil); !errors.Is(err, ErrInvalidClient) {
+			failures.Add(1)
+		}
+	})
 	if n := failures.Load(); n != 0 {
 		t.Fatalf("%d concurrent checks gave the wrong answer", n)
 	}

@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/statetest"
 	"github.com/tokengate/tokengate/internal/testclock"
+	"github.com/tokengate/tokengate/internal/testsync"
 )
 
 const testPrefix = "tokengate/issuers/test"
@@ -198,19 +198,10 @@ func TestConcurrentFirstLoadMakesOneKey(t *testing.T) {
 	for i := range managers {
 		managers[i] = newManager(t, &certmagic.FileStorage{Path: dir}, clock, ES256, 24*time.Hour, time.Hour)
 	}
-	start := make(chan struct{})
 	errs := make(chan error, instances)
-	var wg sync.WaitGroup
-	for _, m := range managers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			errs <- m.Load(context.Background())
-		}()
-	}
-	close(start)
-	wg.Wait()
+	testsync.AtOnce(instances, func(i int) {
+		errs <- managers[i].Load(context.Background())
+	})
 	close(errs)
 	for err := range errs {
 		if err != nil {
@@ -531,20 +522,11 @@ func TestLookupFloodConcurrent(t *testing.T) {
 	a := loadedManager(t, counted, clock, ES256, 24*time.Hour, time.Hour)
 	clock.Advance(time.Second)
 	before := counted.Loads.Load()
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for g := range 32 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			for i := range 20 {
-				a.Lookup(ctx, fmt.Sprintf("unknown-%d-%d", g, i))
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
+	testsync.AtOnce(32, func(g int) {
+		for i := range 20 {
+			a.Lookup(ctx, fmt.Sprintf("unknown-%d-%d", g, i))
+		}
+	})
 	if n := counted.Loads.Load() - before; n != 1 {
 		t.Fatalf("640 concurrent lookups of unknown kids within one second read the storage %d times, want 1", n)
 	}

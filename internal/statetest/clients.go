@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/tokengate/tokengate/internal/state"
+	"github.com/tokengate/tokengate/internal/testsync"
 )
 
 // OpenClients opens a handle on one shared set of client records.
@@ -80,22 +80,14 @@ func Clients(t *testing.T, open OpenClients, corrupt func(t *testing.T, id strin
 	t.Run("no lost updates under concurrency", func(t *testing.T) {
 		handles := []state.Clients{open(t), open(t)}
 		const perHandle = 3 // a contended file storage lock polls once a second
-		var wg sync.WaitGroup
-		for _, h := range handles {
-			for range perHandle {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					if err := h.Update(ctx, "z", func(rec state.Client, _ bool) (state.Client, bool, error) {
-						rec.NotBefore++
-						return rec, true, nil
-					}); err != nil {
-						t.Error(err)
-					}
-				}()
+		testsync.AtOnce(len(handles)*perHandle, func(i int) {
+			if err := handles[i%len(handles)].Update(ctx, "z", func(rec state.Client, _ bool) (state.Client, bool, error) {
+				rec.NotBefore++
+				return rec, true, nil
+			}); err != nil {
+				t.Error(err)
 			}
-		}
-		wg.Wait()
+		})
 		r := open(t)
 		syncs(t, r)
 		if rec, _ := r.Get("z"); rec.NotBefore != 2*perHandle {

@@ -12,12 +12,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tokengate/tokengate/internal/state"
 	"github.com/tokengate/tokengate/internal/testclock"
+	"github.com/tokengate/tokengate/internal/testsync"
 )
 
 // OpenRevocations opens a handle on one shared revocation list, with the
@@ -102,26 +102,20 @@ func Revocations(t *testing.T, leeway time.Duration, open OpenRevocations) {
 		clock := testclock.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 		handles := []state.Revocations{open(t, clock.Now), open(t, clock.Now), open(t, clock.Now)}
 		const perGoroutine, goroutines = 20, 4
-		var wg sync.WaitGroup
-		for i, h := range handles {
-			for g := range goroutines {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for k := range perGoroutine {
-						if err := h.Revoke(ctx, fmt.Sprintf("%d-%d-%d", i, g, k), clock.Now().Add(time.Hour)); err != nil {
-							t.Error(err)
-						}
-						if k%7 == 0 {
-							if err := h.Sync(ctx); err != nil {
-								t.Error(err)
-							}
-						}
+		testsync.AtOnce(len(handles)*goroutines, func(n int) {
+			i, g := n/goroutines, n%goroutines
+			h := handles[i]
+			for k := range perGoroutine {
+				if err := h.Revoke(ctx, fmt.Sprintf("%d-%d-%d", i, g, k), clock.Now().Add(time.Hour)); err != nil {
+					t.Error(err)
+				}
+				if k%7 == 0 {
+					if err := h.Sync(ctx); err != nil {
+						t.Error(err)
 					}
-				}()
+				}
 			}
-		}
-		wg.Wait()
+		})
 		for n, h := range handles {
 			sync1(t, h)
 			for i := range handles {
@@ -188,24 +182,16 @@ func Families(t *testing.T, open OpenFamilies, corrupt func(t *testing.T, id str
 		handles := []state.Families{open(t), open(t)}
 		// Few: a contended lock of Caddy's file storage polls once a second.
 		const perHandle = 3
-		var wg sync.WaitGroup
-		for _, h := range handles {
-			for range perHandle {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					err := h.Update(ctx, "f3", func(rec state.Family, found bool) (state.Family, bool, error) {
-						rec.ClientID = "c"
-						rec.Generation++
-						return rec, true, nil
-					})
-					if err != nil {
-						t.Error(err)
-					}
-				}()
+		testsync.AtOnce(len(handles)*perHandle, func(i int) {
+			err := handles[i%len(handles)].Update(ctx, "f3", func(rec state.Family, found bool) (state.Family, bool, error) {
+				rec.ClientID = "c"
+				rec.Generation++
+				return rec, true, nil
+			})
+			if err != nil {
+				t.Error(err)
 			}
-		}
-		wg.Wait()
+		})
 		rec, _, err := open(t).Load(ctx, "f3")
 		if err != nil || rec.Generation != 2*perHandle {
 			t.Fatalf("after %d concurrent increments the generation is %d (%v): updates were lost", 2*perHandle, rec.Generation, err)

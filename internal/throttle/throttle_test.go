@@ -2,12 +2,12 @@ package throttle
 
 import (
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tokengate/tokengate/internal/testclock"
+	"github.com/tokengate/tokengate/internal/testsync"
 )
 
 func TestWindow(t *testing.T) {
@@ -68,20 +68,11 @@ func TestGiveBackAndReset(t *testing.T) {
 func TestConcurrentTakesCountEachAttempt(t *testing.T) {
 	l := &Limiter{Max: 5, Window: time.Minute}
 	var passed atomic.Int32
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for range 200 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			if _, ok := l.Take("k"); ok {
-				passed.Add(1)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
+	testsync.AtOnce(200, func(int) {
+		if _, ok := l.Take("k"); ok {
+			passed.Add(1)
+		}
+	})
 	if n := passed.Load(); n != 5 {
 		t.Fatalf("%d of 200 concurrent attempts passed, want Max = 5", n)
 	}
