@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tokengate/tokengate/internal/testcaddy"
+	"github.com/tokengate/tokengate/internal/testsync"
 )
 
 // upstream is a stand-in legacy service: it counts requests and answers
@@ -250,33 +251,25 @@ func TestConcurrentRefreshOneWinner(t *testing.T) {
 			}
 			var mu sync.Mutex
 			answers := make([]map[string]int, rounds) // new refresh token -> 200 answers with it
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range rounds {
+			for i := range answers {
 				answers[i] = map[string]int{}
-				for _, in := range ins {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						<-start
-						status, body := httpDo(t, http.MethodPost, in.base+"/oauth/token", "grant_type=refresh_token&refresh_token="+tokens[i], "Authorization", svcBasic)
-						var ans struct {
-							RefreshToken string `json:"refresh_token"`
-						}
-						switch {
-						case status == 200 && json.Unmarshal(body, &ans) == nil && ans.RefreshToken != "":
-							mu.Lock()
-							answers[i][ans.RefreshToken]++
-							mu.Unlock()
-						case status == 400 && strings.Contains(string(body), `"invalid_grant"`) && tc.lines != nil:
-						default:
-							t.Errorf("round %d at %s: %d %s", i, in.base, status, body)
-						}
-					}()
-				}
 			}
-			close(start)
-			wg.Wait()
+			testsync.AtOnce(rounds*len(ins), func(k int) {
+				i, in := k/len(ins), ins[k%len(ins)]
+				status, body := httpDo(t, http.MethodPost, in.base+"/oauth/token", "grant_type=refresh_token&refresh_token="+tokens[i], "Authorization", svcBasic)
+				var ans struct {
+					RefreshToken string `json:"refresh_token"`
+				}
+				switch {
+				case status == 200 && json.Unmarshal(body, &ans) == nil && ans.RefreshToken != "":
+					mu.Lock()
+					answers[i][ans.RefreshToken]++
+					mu.Unlock()
+				case status == 400 && strings.Contains(string(body), `"invalid_grant"`) && tc.lines != nil:
+				default:
+					t.Errorf("round %d at %s: %d %s", i, in.base, status, body)
+				}
+			})
 			for i, a := range answers {
 				if len(a) != 1 {
 					t.Errorf("round %d: %d distinct new refresh tokens, want exactly 1: %v", i, len(a), a)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/testcaddy"
 	"github.com/tokengate/tokengate/internal/testredis"
+	"github.com/tokengate/tokengate/internal/testsync"
 )
 
 // startOnRedis starts one Caddy instance per port, each with a storage
@@ -126,24 +127,15 @@ func TestThreeInstancesOnRedis(t *testing.T) {
 			_, rt := ins[0].token(t)
 			var mu sync.Mutex
 			statuses := map[int]int{}
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range 48 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					status, body := redeem(t, ins[i%3], rt)
-					if status != 200 && !(status == 400 && strings.Contains(string(body), "invalid_grant")) {
-						t.Errorf("redemption: %d %s", status, body)
-					}
-					mu.Lock()
-					statuses[status]++
-					mu.Unlock()
-				}()
-			}
-			close(start)
-			wg.Wait()
+			testsync.AtOnce(48, func(i int) {
+				status, body := redeem(t, ins[i%3], rt)
+				if status != 200 && !(status == 400 && strings.Contains(string(body), "invalid_grant")) {
+					t.Errorf("redemption: %d %s", status, body)
+				}
+				mu.Lock()
+				statuses[status]++
+				mu.Unlock()
+			})
 			if statuses[200] != 1 || statuses[400] != 47 {
 				t.Errorf("48 concurrent redemptions: %v; want exactly one 200 and 47 invalid_grant", statuses)
 			}

@@ -22,6 +22,7 @@ import (
 	"github.com/tokengate/tokengate/internal/clients"
 	"github.com/tokengate/tokengate/internal/metrics"
 	"github.com/tokengate/tokengate/internal/testcaddy"
+	"github.com/tokengate/tokengate/internal/testsync"
 )
 
 // attackIssuer runs an issuer on :9281 behind a trusted proxy (so tests
@@ -109,21 +110,12 @@ func send(req *http.Request, xff string) int {
 func burst(n int, id string, addr, wrongSecret func(int) string) map[int]int {
 	var mu sync.Mutex
 	counts := map[int]int{}
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			s := tokenRequest(id, wrongSecret(i), addr(i))
-			mu.Lock()
-			counts[s]++
-			mu.Unlock()
-		}()
-	}
-	close(start)
-	wg.Wait()
+	testsync.AtOnce(n, func(i int) {
+		s := tokenRequest(id, wrongSecret(i), addr(i))
+		mu.Lock()
+		counts[s]++
+		mu.Unlock()
+	})
 	return counts
 }
 
@@ -179,23 +171,17 @@ func heapInUse() uint64 {
 func TestLongClientIDsFillThrottleMemory(t *testing.T) {
 	attackIssuer(t, "")
 	before := heapInUse()
-	var wg sync.WaitGroup
 	var mu sync.Mutex
 	counts := map[int]int{}
-	for a := range 60 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 31 {
-				id := fmt.Sprintf("%d-%d-", a, i) + strings.Repeat("x", 60<<10)
-				s := tokenRequestPost(id, "guess", fmt.Sprintf("198.18.%d.1", a))
-				mu.Lock()
-				counts[s]++
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
+	testsync.AtOnce(60, func(a int) {
+		for i := range 31 {
+			id := fmt.Sprintf("%d-%d-", a, i) + strings.Repeat("x", 60<<10)
+			s := tokenRequestPost(id, "guess", fmt.Sprintf("198.18.%d.1", a))
+			mu.Lock()
+			counts[s]++
+			mu.Unlock()
+		}
+	})
 	after := heapInUse()
 	grew := int64(after) - int64(before)
 	t.Logf("60 addresses x 31 requests with a 60 KB client_id: %v (status: count); heap %.1f MB -> %.1f MB",

@@ -21,6 +21,7 @@ import (
 	"github.com/tokengate/tokengate/internal/state"
 	"github.com/tokengate/tokengate/internal/statetest"
 	"github.com/tokengate/tokengate/internal/testclock"
+	"github.com/tokengate/tokengate/internal/testsync"
 )
 
 const prefix = "tokengate/issuers/test"
@@ -447,21 +448,11 @@ func TestConcurrentRedeemOneNewState(t *testing.T) {
 					err  error
 				}
 				results := make([][2]result, perBatch)
-				start := make(chan struct{})
-				var wg sync.WaitGroup
-				for i, tok := range tokens {
-					for n, inst := range instances {
-						wg.Add(1)
-						go func() {
-							defer wg.Done()
-							<-start
-							_, next, err := inst.Redeem(context.Background(), tok, grant.ClientID, time.Hour, nil)
-							results[i][n] = result{next, err}
-						}()
-					}
-				}
-				close(start)
-				wg.Wait()
+				testsync.AtOnce(len(tokens)*len(instances), func(k int) {
+					i, n := k/len(instances), k%len(instances)
+					_, next, err := instances[n].Redeem(context.Background(), tokens[i], grant.ClientID, time.Hour, nil)
+					results[i][n] = result{next, err}
+				})
 				for i, r := range results {
 					answers := map[string]bool{}
 					for _, x := range r {

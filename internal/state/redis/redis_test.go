@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io/fs"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/tokengate/tokengate/internal/state/caddystorage"
 	"github.com/tokengate/tokengate/internal/statetest"
 	"github.com/tokengate/tokengate/internal/testredis"
+	"github.com/tokengate/tokengate/internal/testsync"
 )
 
 const prefix = "tokengate/issuers/0123456789abcdef"
@@ -161,59 +161,41 @@ func TestFamilyUpdateExactlyOnce(t *testing.T) {
 
 func testFamilyExactlyOnce(t *testing.T, hs []*state.Handles) {
 	ctx := context.Background()
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range 48 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			err := hs[i%len(hs)].Families.Update(ctx, "fam1", func(rec state.Family, found bool) (state.Family, bool, error) {
-				if found {
-					return rec, false, nil
-				}
-				return state.Family{ClientID: "c", Generation: 1, Expires: time.Now().Add(time.Hour)}, true, nil
-			})
-			if err != nil {
-				t.Error(err)
+	testsync.AtOnce(48, func(i int) {
+		err := hs[i%len(hs)].Families.Update(ctx, "fam1", func(rec state.Family, found bool) (state.Family, bool, error) {
+			if found {
+				return rec, false, nil
 			}
-		}()
-	}
-	close(start)
-	wg.Wait()
+			return state.Family{ClientID: "c", Generation: 1, Expires: time.Now().Add(time.Hour)}, true, nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	})
 	rec, found, err := hs[0].Families.Load(ctx, "fam1")
 	if err != nil || !found || rec.Generation != 1 {
 		t.Fatalf("family = %+v, %v, %v", rec, found, err)
 	}
 	// A second round: each instance tries to advance 1 -> 2 at once.
 	var advanced atomic.Int32
-	var wg2 sync.WaitGroup
-	start2 := make(chan struct{})
-	for i := range 48 {
-		wg2.Add(1)
-		go func() {
-			defer wg2.Done()
-			<-start2
-			wrote := false
-			err := hs[i%len(hs)].Families.Update(ctx, "fam1", func(rec state.Family, found bool) (state.Family, bool, error) {
-				wrote = false
-				if rec.Generation != 1 {
-					return rec, false, nil
-				}
-				rec.Generation = 2
-				wrote = true
-				return rec, true, nil
-			})
-			if err != nil {
-				t.Error(err)
+	testsync.AtOnce(48, func(i int) {
+		wrote := false
+		err := hs[i%len(hs)].Families.Update(ctx, "fam1", func(rec state.Family, found bool) (state.Family, bool, error) {
+			wrote = false
+			if rec.Generation != 1 {
+				return rec, false, nil
 			}
-			if wrote {
-				advanced.Add(1)
-			}
-		}()
-	}
-	close(start2)
-	wg2.Wait()
+			rec.Generation = 2
+			wrote = true
+			return rec, true, nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		if wrote {
+			advanced.Add(1)
+		}
+	})
 	if n := advanced.Load(); n != 1 {
 		t.Fatalf("%d updates advanced generation 1 to 2; want exactly 1", n)
 	}
