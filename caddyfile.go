@@ -53,6 +53,7 @@ func init() {
 //				tls_client_auth_subject_dn <DN>   # mTLS, chain verified by Caddy
 //				tls_client_auth_san_dns    <name> # mTLS, chain verified by Caddy
 //				tls_certificate <PEM file>    # self-signed mTLS, by thumbprint
+//				token_endpoint_auth_methods <method...>  # default: all it registered
 //			}
 //		}
 //	}
@@ -293,6 +294,8 @@ func unmarshalClient(d *caddyfile.Dispenser) (*clients.Config, map[string]caddyf
 			err = oneArg(d, &c.TLSClientAuthSANDNS)
 		case "tls_certificate":
 			err = oneArg(d, &c.TLSCertificate)
+		case "token_endpoint_auth_methods":
+			err = remainingArgs(d, &c.AuthMethods)
 		case "introspect_any":
 			if d.NextArg() {
 				err = d.ArgErr()

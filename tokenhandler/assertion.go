@@ -30,8 +30,12 @@ func (h *Handler) authenticateAsymmetric(w http.ResponseWriter, r *http.Request,
 		if !ok {
 			return fail("unknown client")
 		}
-		if err := h.iss.Assertions.VerifyTLS(cr.clientID, r.TLS); err != nil {
+		method, err := h.iss.Assertions.VerifyTLS(cr.clientID, r.TLS)
+		if err != nil {
 			return fail(err.Error())
+		}
+		if !client.MayAuthenticate(method) {
+			return fail("the client may not use " + method)
 		}
 		return client, false, nil
 	}
@@ -46,6 +50,9 @@ func (h *Handler) authenticateAsymmetric(w http.ResponseWriter, r *http.Request,
 	client, ok := h.iss.Clients.Get(id)
 	if !ok {
 		return fail("unknown client")
+	}
+	if !client.MayAuthenticate(clients.AuthPrivateKeyJWT) {
+		return fail("the client may not use private_key_jwt")
 	}
 	if err := h.iss.Assertions.Verify(r.Context(), id, cr.assertion); err != nil {
 		return fail(err.Error())

@@ -63,13 +63,18 @@ func startAssertionIssuer(t *testing.T, ec *ecdsa.PrivateKey, rsaKey *rsa.Privat
 		client secret-client {
 			secret s3cret
 		}
+		client keys-only-by-choice {
+			secret both-s3cret
+			jwks `+"`%s`"+`
+			token_endpoint_auth_methods private_key_jwt
+		}
 	}
 }
 
 :9617 {
 	oauth_token
 }
-`, testcaddy.Storage(t.TempDir()), pkjBase, jwks, pemFile))
+`, testcaddy.Storage(t.TempDir()), pkjBase, jwks, pemFile, jwks))
 }
 
 // assertion signs a client assertion; edit changes its claims.
@@ -159,6 +164,14 @@ func TestPrivateKeyJWT(t *testing.T) {
 		})
 	}
 
+	// A client allowed private_key_jwt only: its assertion passes, its
+	// (right) secret does not.
+	if a := assertionRequest(t, assertion(t, ec, jwa.ES256(), "keys-only-by-choice", nil), nil); a.status != 200 {
+		t.Fatalf("assertion of a client limited to private_key_jwt: %d %s", a.status, a.raw)
+	}
+	if a := post(t, pkjTokenURL, url.Values{"grant_type": {"client_credentials"}, "client_id": {"keys-only-by-choice"}, "client_secret": {"both-s3cret"}}.Encode()); a.status != 401 || a.body["error"] != "invalid_client" {
+		t.Fatalf("secret of a client limited to private_key_jwt: %d %s", a.status, a.raw)
+	}
 	// A client with keys only has no secret: an empty one is refused.
 	if a := post(t, pkjTokenURL, url.Values{"grant_type": {"client_credentials"}, "client_id": {"ec-client"}, "client_secret": {""}}.Encode()); a.status != 401 {
 		t.Fatalf("empty secret of a key-only client: %d %s", a.status, a.raw)

@@ -278,6 +278,14 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, cr creden
 		h.iss.AddressFailures.GiveBack(addr)
 	}
 	h.iss.ClientFailures.Reset(pair)
+	method := clients.AuthSecretPost
+	if cr.basic {
+		method = clients.AuthSecretBasic
+	}
+	if !client.MayAuthenticate(method) {
+		// The secret was right: nothing to count against a guesser.
+		return nil, true, h.refuse(w, cr.clientID, errInvalidClient(cr.basic))
+	}
 	return client, false, nil
 }
 

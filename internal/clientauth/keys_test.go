@@ -53,3 +53,28 @@ func TestLoadKeysRefuses(t *testing.T) {
 		t.Fatalf("public EC JWK: %v %v", ks, err)
 	}
 }
+
+func TestAuthMethodsNeedTheirCredential(t *testing.T) {
+	jwks := json.RawMessage(`{"keys":[]}`)
+	for name, tc := range map[string]struct {
+		cfg  clients.Config
+		want string
+	}{
+		"unknown method":              {clients.Config{ClientID: "a", Secret: "s", AuthMethods: []string{"client_secret_jwt"}}, "unknown method"},
+		"private_key_jwt, no keys":    {clients.Config{ClientID: "a", Secret: "s", AuthMethods: []string{"private_key_jwt"}}, "needs its credential"},
+		"client_secret_post, no key":  {clients.Config{ClientID: "a", JWKS: jwks, AuthMethods: []string{"client_secret_post"}}, "needs its credential"},
+		"tls_client_auth, no subject": {clients.Config{ClientID: "a", Secret: "s", AuthMethods: []string{"tls_client_auth"}}, "needs its credential"},
+	} {
+		err := tc.cfg.Validate(true)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error containing %q", name, err, tc.want)
+		}
+	}
+	ok := clients.Config{ClientID: "a", Secret: "s", JWKS: jwks, AuthMethods: []string{"private_key_jwt", "client_secret_basic"}}
+	if err := ok.Validate(true); err != nil {
+		t.Fatal(err)
+	}
+	if ok.MayAuthenticate("client_secret_post") || !ok.MayAuthenticate("private_key_jwt") {
+		t.Fatal("MayAuthenticate does not follow the list")
+	}
+}

@@ -29,8 +29,8 @@ import (
 
 // Mutual-TLS client authentication methods (RFC 8705 §2.1.1, §2.2.1).
 const (
-	MethodTLS           = "tls_client_auth"
-	MethodSelfSignedTLS = "self_signed_tls_client_auth"
+	MethodTLS           = clients.AuthTLS
+	MethodSelfSignedTLS = clients.AuthSelfSignedTLS
 )
 
 // ErrNoCertificate is returned for a connection without a client
@@ -80,27 +80,28 @@ func loadTLS(c *clients.Config) (*tlsClient, error) {
 }
 
 // VerifyTLS authenticates client id by the client certificate of the
-// connection. It returns ErrInvalid (wrapped) when the client registered
-// no mutual-TLS method or the certificate does not match.
-func (v *Verifier) VerifyTLS(id string, state *tls.ConnectionState) error {
+// connection and returns the method that matched (MethodTLS or
+// MethodSelfSignedTLS). It returns ErrInvalid (wrapped) when the client
+// registered no mutual-TLS method or the certificate does not match.
+func (v *Verifier) VerifyTLS(id string, state *tls.ConnectionState) (string, error) {
 	t, ok := v.tls[id]
 	if !ok {
-		return fmt.Errorf("%w: the client registered no TLS client authentication", ErrInvalid)
+		return "", fmt.Errorf("%w: the client registered no TLS client authentication", ErrInvalid)
 	}
 	cert := PeerCertificate(state)
 	if cert == nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, ErrNoCertificate)
+		return "", fmt.Errorf("%w: %v", ErrInvalid, ErrNoCertificate)
 	}
 	if slices.Contains(t.thumbprints, accesstoken.X5T(cert)) {
-		return nil // self_signed_tls_client_auth
+		return MethodSelfSignedTLS, nil
 	}
 	if len(state.VerifiedChains) == 0 {
-		return fmt.Errorf("%w: the certificate's chain was not verified by Caddy's TLS client_auth", ErrInvalid)
+		return "", fmt.Errorf("%w: the certificate's chain was not verified by Caddy's TLS client_auth", ErrInvalid)
 	}
 	if (t.subjectDN != "" && cert.Subject.String() == t.subjectDN) || (t.sanDNS != "" && slices.Contains(cert.DNSNames, t.sanDNS)) {
-		return nil // tls_client_auth
+		return MethodTLS, nil
 	}
-	return fmt.Errorf("%w: the certificate's subject does not match", ErrInvalid)
+	return "", fmt.Errorf("%w: the certificate's subject does not match", ErrInvalid)
 }
 
 // Methods lists the mutual-TLS methods some client registered, for the

@@ -92,12 +92,36 @@ type Config struct {
 	// matched by thumbprint. Default: none.
 	TLSCertificate string `json:"tls_certificate,omitempty"`
 
+	// AuthMethods limits how the client may authenticate (RFC 7591's
+	// token_endpoint_auth_method, as a list): client_secret_basic,
+	// client_secret_post, private_key_jwt, tls_client_auth,
+	// self_signed_tls_client_auth. Each needs what it checks registered
+	// (a secret, keys, a subject or a certificate). Default: every method
+	// the client registered something for.
+	AuthMethods []string `json:"token_endpoint_auth_methods,omitempty"`
+
 	// RequireBinding makes every token of the client sender-constrained:
 	// `dpop` (RFC 9449) refuses a token request without a valid DPoP proof
 	// with `invalid_dpop_proof`; `mtls` (RFC 8705) one not authenticated by
 	// the client's TLS certificate; `any` accepts either. Default: ""
 	// (bearer tokens unless the client sends a proof or uses mTLS).
 	RequireBinding string `json:"require_binding,omitempty"`
+}
+
+// Client authentication methods (RFC 7591 §2, RFC 7523, RFC 8705).
+const (
+	AuthSecretBasic   = "client_secret_basic"
+	AuthSecretPost    = "client_secret_post"
+	AuthPrivateKeyJWT = "private_key_jwt"
+	AuthTLS           = "tls_client_auth"
+	AuthSelfSignedTLS = "self_signed_tls_client_auth"
+)
+
+// MayAuthenticate reports whether the client may use authentication
+// method m (AuthMethods; any method when the list is empty, the
+// credential checks deciding).
+func (c *Config) MayAuthenticate(m string) bool {
+	return len(c.AuthMethods) == 0 || slices.Contains(c.AuthMethods, m)
 }
 
 // Bindings a client may require of its tokens.
@@ -247,6 +271,21 @@ func (c *Config) validate(replaced, runtime bool) error {
 			return fail("claims."+ce.name, "%v", ce.err)
 		}
 		return fail("claims", "%v", err)
+	}
+	for _, m := range c.AuthMethods {
+		registered, known := map[string]bool{
+			AuthSecretBasic:   c.Secret != "" || c.SecretHash != "",
+			AuthSecretPost:    c.Secret != "" || c.SecretHash != "",
+			AuthPrivateKeyJWT: len(c.JWKS) > 0 || c.PublicKey != "",
+			AuthTLS:           c.TLSClientAuthSubjectDN != "" || c.TLSClientAuthSANDNS != "",
+			AuthSelfSignedTLS: c.TLSCertificate != "",
+		}[m]
+		switch {
+		case !known:
+			return fail("token_endpoint_auth_methods", "unknown method %q", m)
+		case !registered:
+			return fail("token_endpoint_auth_methods", "%s needs its credential registered (secret, jwks/public_key, tls_client_auth_subject_dn/san_dns or tls_certificate)", m)
+		}
 	}
 	if len(c.JWKS) > 0 && !json.Valid(c.JWKS) {
 		return fail("jwks", "not valid JSON")
