@@ -88,3 +88,31 @@ func TestSeveralIssuersRouteAudience(t *testing.T) {
 		t.Error("B with the route's audience accepted, though its block names its own")
 	}
 }
+
+// FuzzIssuerOf: the unverified peek at a token's iss never panics, and
+// picks an issuer only when the payload names that issuer (the chosen
+// issuer's verifier then requires the same of the verified claims).
+func FuzzIssuerOf(f *testing.F) {
+	h := &Handler{byIss: map[string]*Handler{"https://a.example.com": {iss: "https://a.example.com"}, "https://b.example.com/": {iss: "https://b.example.com/"}}}
+	for _, s := range []string{
+		"", "a.b.c", "x." + b64(`{"iss":"https://a.example.com"}`) + ".y",
+		"x." + b64(`{"iss":"https://b.example.com/","iss":"https://a.example.com"}`) + ".y",
+		"x." + b64(`{"ISS":"https://a.example.com"}`) + ".y",
+		"x." + b64(`{"iss":["https://a.example.com"]}`) + ".y",
+		"x." + b64(`{"iss":"https://c.example.com"}`) + ".y", "opaque-token",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, tok string) {
+		one, err := h.issuerOf(tok)
+		if err != nil {
+			return
+		}
+		if one == nil || h.byIss[one.iss] != one {
+			t.Fatalf("issuerOf(%q) returned a handler not among the issuers", tok)
+		}
+		if strings.Count(tok, ".") != 2 {
+			t.Fatalf("issuerOf(%q) picked %q for a token that is not a compact JWS", tok, one.iss)
+		}
+	})
+}
