@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -112,27 +111,11 @@ func (in *instance) restart(t *testing.T) {
 
 var svcBasic = "Basic " + base64.StdEncoding.EncodeToString([]byte("svc:svc-secret"))
 
+// httpDo is testcaddy.Send without the answer's header.
 func httpDo(t *testing.T, method, u, body string, hdr ...string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, u, strings.NewReader(body))
-	if err != nil {
-		t.Error(err)
-		return 0, nil
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Error(err)
-		return 0, nil
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	status, b, _ := testcaddy.Send(t, method, u, body, hdr...)
+	return status, b
 }
 
 func (in *instance) token(t *testing.T) (access, refresh string) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokengate/tokengate/internal/testcaddy"
 	"github.com/tokengate/tokengate/internal/testredis"
 )
 
@@ -34,19 +35,10 @@ func is503(t *testing.T, what string, status int, body []byte, hdr http.Header) 
 	}
 }
 
+// post sends a form as the client svc.
 func post(t *testing.T, u, body string) (int, []byte, http.Header) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Authorization", svcBasic)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	_, _ = b.ReadFrom(resp.Body)
-	return resp.StatusCode, b.Bytes(), resp.Header
+	return testcaddy.Send(t, http.MethodPost, u, body, "Authorization", svcBasic)
 }
 
 // TestRedisUnreachableAtStart: Caddy starts without Redis; the token

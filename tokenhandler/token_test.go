@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -88,41 +87,30 @@ type answer struct {
 
 func do(t *testing.T, req *http.Request) answer {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	status, raw, hdr := testcaddy.Do(t, req)
+	return answerOf(t, status, raw, hdr)
+}
+
+func post(t *testing.T, rawURL, body string, hdr ...string) answer {
+	t.Helper()
+	status, raw, h := testcaddy.Send(t, http.MethodPost, rawURL, body, hdr...)
+	return answerOf(t, status, raw, h)
+}
+
+// answerOf is an answer of the token endpoint, its body decoded when JSON;
+// no answer at all (status 0, reported by testcaddy) ends the test.
+func answerOf(t *testing.T, status int, raw []byte, hdr http.Header) answer {
+	t.Helper()
+	if status == 0 {
+		t.FailNow()
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := answer{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+	a := answer{status: status, header: hdr, raw: string(raw)}
+	if strings.HasPrefix(hdr.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(raw, &a.body); err != nil {
 			t.Fatalf("answer is not JSON: %v: %q", err, raw)
 		}
 	}
 	return a
-}
-
-func post(t *testing.T, rawURL, body string, hdr ...string) answer {
-	t.Helper()
-	var rdr io.Reader
-	if body != "" {
-		rdr = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(http.MethodPost, rawURL, rdr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	return do(t, req)
 }
 
 func basic(id, secret string) string {

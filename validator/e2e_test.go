@@ -3,7 +3,6 @@ package validator_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -124,23 +123,15 @@ func token(t *testing.T, id, secret string, scopes ...string) string {
 
 func get(t *testing.T, path, auth string) (int, string, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, e2eBase+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var hdr []string
 	if auth != "" {
-		req.Header.Set("Authorization", auth)
+		hdr = []string{"Authorization", auth}
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	status, body, h := testcaddy.Send(t, http.MethodGet, e2eBase+path, "", hdr...)
+	if status == 0 {
+		t.FailNow()
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(body), resp.Header
+	return status, string(body), h
 }
 
 func TestEndToEnd(t *testing.T) {

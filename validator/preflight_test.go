@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -59,26 +58,15 @@ func TestPreflightRunsUpstreamUnauthenticated(t *testing.T) {
 }
 `, testcaddy.Storage(t.TempDir()), e2eBase, up))
 
-	req, err := http.NewRequest(http.MethodOptions, e2eBase+"/reports/delete-all", strings.NewReader("confirm=yes"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Origin", "https://app.example.com")
-	req.Header.Set("Access-Control-Request-Method", "POST")
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	status, body, hdr := testcaddy.Send(t, http.MethodOptions, e2eBase+"/reports/delete-all", "confirm=yes",
+		"Origin", "https://app.example.com", "Access-Control-Request-Method", "POST")
 	if hits.Load() != 0 {
 		t.Errorf("the preflight reached the upstream (body %q, X-Client-Id %q)", lastBody.Load(), lastID.Load())
 	}
-	if resp.StatusCode != http.StatusNoContent || len(body) != 0 {
-		t.Errorf("preflight answered %d %q, want 204 without a body", resp.StatusCode, body)
+	if status != http.StatusNoContent || len(body) != 0 {
+		t.Errorf("preflight answered %d %q, want 204 without a body", status, body)
 	}
-	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "https://app.example.com" {
+	if got := hdr.Get("Access-Control-Allow-Origin"); got != "https://app.example.com" {
 		t.Errorf("preflight answer lost the CORS header set before bearer_auth: %q", got)
 	}
 
@@ -89,14 +77,8 @@ func TestPreflightRunsUpstreamUnauthenticated(t *testing.T) {
 		t.Errorf("refused request: %d %q, want the identity placeholders empty", status, text)
 	}
 	// An OPTIONS that is not a preflight still needs a token.
-	req, _ = http.NewRequest(http.MethodOptions, e2eBase+"/reports/q1", nil)
-	req.Header.Set("Origin", "https://app.example.com")
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 401 || hits.Load() != 0 {
-		t.Errorf("OPTIONS without Access-Control-Request-Method: %d, upstream hits %d", resp.StatusCode, hits.Load())
+	status, _, _ = testcaddy.Send(t, http.MethodOptions, e2eBase+"/reports/q1", "", "Origin", "https://app.example.com")
+	if status != 401 || hits.Load() != 0 {
+		t.Errorf("OPTIONS without Access-Control-Request-Method: %d, upstream hits %d", status, hits.Load())
 	}
 }
