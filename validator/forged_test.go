@@ -1,10 +1,7 @@
 package validator
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -89,14 +86,7 @@ func testForgeries(t *testing.T, alg string) {
 		return `{"alg":"` + alg + `","typ":"at+jwt","kid":"` + kid + `"` + extra + `}`
 	}
 
-	attacker, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	attackerJWK, err := jwk.Import(attacker.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
+	attacker, attackerJWK := newECKey(t)
 	attackerJWKJSON := mustJSON(t, attackerJWK)
 
 	var urlHits atomic.Int64
@@ -260,14 +250,7 @@ func testForgeries(t *testing.T, alg string) {
 // honouring the token's jwk would have been fooled, to keep the embedded
 // jwk case above meaningful.
 func TestForgedHeaderMetadataNeverUsed(t *testing.T) {
-	attacker, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := jwk.Import(attacker.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
+	attacker, pub := newECKey(t)
 	tok := signRaw(t, attacker, "ES256", `{"alg":"ES256","typ":"at+jwt","jwk":`+mustJSON(t, pub)+`}`, `{"iss":"x"}`)
 	if _, err := jws.Verify([]byte(tok), jws.WithKey(jwa.ES256(), attacker.Public())); err != nil {
 		t.Fatalf("sanity: the attacker's token is well formed for its own key: %v", err)

@@ -3,6 +3,8 @@ package validator
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/asn1"
@@ -19,6 +21,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/certmagic"
+	"github.com/lestrrat-go/jwx/v3/jwk"
 	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/internal/accesstoken"
@@ -131,6 +134,21 @@ func doReq(h *Handler, r *http.Request) result {
 }
 
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// newECKey makes a P-256 key (an attacker's, a test IdP's) and its public
+// JWK.
+func newECKey(t testing.TB) (*ecdsa.PrivateKey, jwk.Key) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := jwk.Import(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv, pub
+}
 
 func mustJSON(t testing.TB, v any) string {
 	t.Helper()

@@ -98,14 +98,7 @@ func (p *idp) serve(w http.ResponseWriter, r *http.Request) {
 
 func (p *idp) addKey(t *testing.T, kid string) idpKey {
 	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := jwk.Import(priv.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv, k := newECKey(t)
 	var m map[string]any
 	if err := json.Unmarshal([]byte(mustJSON(t, k)), &m); err != nil {
 		t.Fatal(err)
