@@ -452,13 +452,16 @@ func stringField(body []byte, name string) (string, bool) {
 	return string(rest[:j]), true
 }
 
-func mintOne(req []byte) (string, error) {
+func mintOne(req []byte) (string, error) { return onOneConn(req, (*conn).mint) }
+
+// onOneConn does one call of f on a token-endpoint connection of its own.
+func onOneConn(req []byte, f func(c *conn, req []byte) (string, error)) (string, error) {
 	c, err := dial(tokenAddr)
 	if err != nil {
 		return "", err
 	}
 	defer c.close()
-	return c.mint(req)
+	return f(c, req)
 }
 
 // mint asks the token endpoint for an access token over c.

@@ -155,14 +155,7 @@ func revokeMany(ctx context.Context, tokenReq []byte, n int) error {
 	})
 }
 
-func revokeOne(tokenReq []byte) (string, error) {
-	c, err := dial(tokenAddr)
-	if err != nil {
-		return "", err
-	}
-	defer c.close()
-	return c.revokeNew(tokenReq)
-}
+func revokeOne(tokenReq []byte) (string, error) { return onOneConn(tokenReq, (*conn).revokeNew) }
 
 // revokeNew mints an access token and revokes it; it returns its jti.
 func (c *conn) revokeNew(tokenReq []byte) (string, error) {
