@@ -42,7 +42,7 @@ func startState(ctx context.Context, tmp string) (func(), error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	// Persistence as the README recommends for production.
+	// Persistence as docs/clusters.md recommends for production.
 	cmd := exec.CommandContext(ctx, bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 		"--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--logfile", "redis.log")
 	if err := cmd.Start(); err != nil {

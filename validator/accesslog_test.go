@@ -14,8 +14,8 @@ import (
 
 // TestQueryStringTokenWrittenToAccessLog: bearer_auth refuses a token sent
 // as ?access_token=, but the review found it already written to Caddy's
-// access log by then. The README's `format filter` block (request>uri
-// query) keeps it out; this test runs that block as the README shows it,
+// access log by then. docs/security.md's `format filter` block (request>uri
+// query) keeps it out; this test runs that block as docs/security.md shows it,
 // next to a site without it, which shows the leak.
 func TestQueryStringTokenWrittenToAccessLog(t *testing.T) {
 	dir := t.TempDir()

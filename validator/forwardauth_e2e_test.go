@@ -28,7 +28,7 @@ const forwardRoute = `	handle /auth {
 	}
 `
 
-// nginxForwardAuth is the recipe of README's forward-auth section: nginx's
+// nginxForwardAuth is the nginx recipe of docs/forward-auth.md: nginx's
 // auth_request asks tokengate, copies the identity headers onto the
 // proxied request (overwriting any the client sent) and returns the
 // challenge on refusals.
