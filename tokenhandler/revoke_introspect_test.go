@@ -228,3 +228,43 @@ func TestRevokingAnotherClientsTokenTellsItIsReal(t *testing.T) {
 		t.Errorf("the owner's refresh token after another client's revocation: %d %s", r.status, r.raw)
 	}
 }
+
+// TestRevokeLongFamily: a family redeemed 1,000 times, then revoked, refuses
+// the access tokens of its first and its last generation, at the gate and
+// at introspection: they carry the family's id in sid, and the family's
+// one revocation covers them all (issues 13/14).
+func TestRevokeLongFamily(t *testing.T) {
+	startIssuer(t, t.TempDir())
+	first, rt := getToken(t)
+	last := first
+	for i := 0; i < 1000; i++ {
+		r := refreshWith(t, rt, "")
+		if r.status != 200 {
+			t.Fatalf("refresh %d: %d %s", i+1, r.status, r.raw)
+		}
+		last, rt = r.body["access_token"].(string), r.body["refresh_token"].(string)
+	}
+	for _, at := range []string{first, last} {
+		if s := callAPI(t, at); s != http.StatusOK {
+			t.Fatalf("a live family's token: %d", s)
+		}
+	}
+	if i := introspect(t, last, demoAuth...); i.body["active"] != true || i.body["sid"] == nil || i.body["sid"] == "" {
+		t.Fatalf("introspecting the last access token: %s, want it active with a sid", i.raw)
+	}
+	if a := revoke(t, rt, demoAuth...); a.status != 200 {
+		t.Fatalf("revoking the family: %d %s", a.status, a.raw)
+	}
+	for i, at := range []string{first, last} {
+		if s := callAPI(t, at); s != http.StatusUnauthorized {
+			t.Errorf("access token %d of the revoked family reached the upstream: %d", i, s)
+		}
+		if x := introspect(t, at, demoAuth...); x.status != 200 || x.body["active"] != false {
+			t.Errorf("access token %d of the revoked family introspected: %d %s", i, x.status, x.raw)
+		}
+	}
+	fresh, _ := getToken(t)
+	if s := callAPI(t, fresh); s != http.StatusOK {
+		t.Errorf("a token of another family: %d", s)
+	}
+}

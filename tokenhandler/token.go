@@ -111,16 +111,25 @@ func (h *Handler) token(w *outcome, r *http.Request) error {
 	if oe != nil {
 		return h.refuse(w, client.ClientID, oe)
 	}
-	at, err := h.iss.IssueBound(client, scopes, aud, cnf)
+	// A client that gets a refresh token starts a family, whose id the
+	// access token carries in sid: revoking the family revokes it.
+	family := ""
+	if client.Allows(clients.GrantRefreshToken) {
+		var err error
+		if family, err = refresh.NewFamily(); err != nil {
+			return h.fail(w, err)
+		}
+	}
+	at, err := h.iss.IssueInSession(client, scopes, aud, cnf, family)
 	if err != nil {
 		return h.fail(w, err)
 	}
 	refreshToken := ""
-	if client.Allows(clients.GrantRefreshToken) {
+	if family != "" {
 		// The refresh grant keeps the client's full scope and audience, so a
 		// narrowed access token does not narrow what can be refreshed
 		// (RFC 6749 §6).
-		g := refresh.Grant{ClientID: client.ClientID, Scopes: client.Scopes, Audience: h.iss.Audience(client)}
+		g := refresh.Grant{ClientID: client.ClientID, Scopes: client.Scopes, Audience: h.iss.Audience(client), Family: family}
 		if refreshToken, err = h.iss.Refresh.Issue(r.Context(), g, h.refreshTTL(), accessRef(at)); err != nil {
 			return h.fail(w, err)
 		}
@@ -129,7 +138,7 @@ func (h *Handler) token(w *outcome, r *http.Request) error {
 }
 
 func accessRef(at *issuer.AccessToken) refresh.AccessRef {
-	return refresh.AccessRef{JTI: at.Claims.JTI, Expires: time.Unix(at.Claims.Expiry, 0)}
+	return refresh.AccessRef{JTI: at.Claims.JTI, Expires: time.Unix(at.Claims.Expiry, 0), InSession: at.Claims.SessionID != ""}
 }
 
 // refreshGrant redeems a refresh token (RFC 6749 §6), rotating it.
@@ -163,7 +172,7 @@ func (h *Handler) refreshGrant(w http.ResponseWriter, r *http.Request, client *c
 			return refresh.AccessRef{}, errInvalidGrant("the refresh token's audience is no longer allowed")
 		}
 		var err error
-		if at, err = h.iss.IssueBound(client, scopes, aud, cnf); err != nil {
+		if at, err = h.iss.IssueInSession(client, scopes, aud, cnf, g.Family); err != nil {
 			return refresh.AccessRef{}, err
 		}
 		return accessRef(at), nil

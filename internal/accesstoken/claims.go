@@ -32,6 +32,11 @@ type Claims struct {
 	// ClientID is the client_id claim (RFC 9068), or azp when a remote
 	// issuer sends no client_id.
 	ClientID string `json:"client_id,omitempty"`
+	// SessionID is the sid claim (OpenID Connect's session id): the
+	// refresh token family a token was issued with, a family being one
+	// grant session. Revoking the family revokes every token naming it,
+	// with one revocation entry whatever their number.
+	SessionID string `json:"sid,omitempty"`
 	// Scope is the granted scopes joined by single spaces.
 	Scope string `json:"scope,omitempty"`
 	// Confirmation is the cnf claim (RFC 7800): the key a
@@ -206,7 +211,7 @@ func ParseClaims(payload []byte) (*Claims, error) {
 	}
 	p := string(payload)
 	// Spans of the members read here: raw JSON values within p.
-	var iss, sub, jti, clientID, azp, exp, nbf, iat, aud, scope, scp, cnf string
+	var iss, sub, jti, sid, clientID, azp, exp, nbf, iat, aud, scope, scp, cnf string
 	var names [16]string // the first member names, for the duplicate check
 	var more map[string]bool
 	sc := members{p: p}
@@ -246,6 +251,8 @@ func ParseClaims(payload []byte) (*Claims, error) {
 			sub = val
 		case "jti":
 			jti = val
+		case "sid":
+			sid = val
 		case "client_id":
 			clientID = val
 		case "azp":
@@ -274,7 +281,7 @@ func ParseClaims(payload []byte) (*Claims, error) {
 	for _, f := range []struct {
 		span string
 		dst  *string
-	}{{iss, &c.Issuer}, {sub, &c.Subject}, {jti, &c.JTI}, {clientID, &c.ClientID}} {
+	}{{iss, &c.Issuer}, {sub, &c.Subject}, {jti, &c.JTI}, {sid, &c.SessionID}, {clientID, &c.ClientID}} {
 		if f.span != "" {
 			if *f.dst, err = jsonString(f.span); err != nil {
 				return nil, err

@@ -53,3 +53,25 @@ func TestParseConfirmation(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionID: sid is read like the other string claims, strictly, and
+// a verifier refuses a token whose session was revoked.
+func TestSessionID(t *testing.T) {
+	c, err := ParseClaims([]byte(`{"sid":"fam","jti":"j"}`))
+	if err != nil || c.SessionID != "fam" {
+		t.Fatalf("sid: %+v %v", c, err)
+	}
+	for _, payload := range []string{`{"sid":1}`, `{"sid":["fam"]}`, `{"sid":"a","sid":"a"}`} {
+		if _, err := ParseClaims([]byte(payload)); err != ErrBadClaims {
+			t.Errorf("%s: %v", payload, err)
+		}
+	}
+	revoked := map[string]bool{"dead": true}
+	v := NewVerifier(VerifierConfig{Issuer: "i", AnyAudience: true, SessionRevoked: func(sid string) bool { return revoked[sid] }})
+	for sid, want := range map[string]error{"": nil, "live": nil, "dead": ErrRevoked} {
+		tok := &Token{Claims: &Claims{Issuer: "i", Expiry: v.cfg.Now().Unix() + 60, hasExp: true, JTI: "j", SessionID: sid}}
+		if err := v.Check(tok); err != want {
+			t.Errorf("sid %q: %v, want %v", sid, err, want)
+		}
+	}
+}

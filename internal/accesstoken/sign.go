@@ -119,6 +119,10 @@ func appendClaims(b []byte, cl *Claims) []byte {
 	b = appendString(b, cl.JTI)
 	b = append(b, `,"client_id":`...)
 	b = appendString(b, cl.ClientID)
+	if cl.SessionID != "" {
+		b = append(b, `,"sid":`...)
+		b = appendString(b, cl.SessionID)
+	}
 	if cl.Scope != "" {
 		b = append(b, `,"scope":`...)
 		b = appendString(b, cl.Scope)

@@ -23,6 +23,7 @@ type issuedClaims struct {
 	IssuedAt  int64         `json:"iat"`
 	JTI       string        `json:"jti"`
 	ClientID  string        `json:"client_id"`
+	SessionID string        `json:"sid,omitempty"`
 	Scope     string        `json:"scope,omitempty"`
 	Cnf       *Confirmation `json:"cnf,omitempty"`
 }
@@ -31,7 +32,7 @@ type issuedClaims struct {
 // same header and payload.
 func signJWX(t testing.TB, key *keys.Key, priv jwk.Key, cl *Claims) string {
 	t.Helper()
-	payload, err := json.Marshal(issuedClaims{cl.Issuer, cl.Subject, cl.Audience, cl.Expiry, cl.NotBefore, cl.IssuedAt, cl.JTI, cl.ClientID, cl.Scope, cl.Confirmation})
+	payload, err := json.Marshal(issuedClaims{cl.Issuer, cl.Subject, cl.Audience, cl.Expiry, cl.NotBefore, cl.IssuedAt, cl.JTI, cl.ClientID, cl.SessionID, cl.Scope, cl.Confirmation})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,6 +58,7 @@ func TestSignMatchesJWX(t *testing.T) {
 		{Issuer: testIssuer, Subject: "x", Audience: Audience{"a"}, JTI: "j", ClientID: "x", Confirmation: &Confirmation{X5T: "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}},
 		{Issuer: testIssuer, Subject: "x", Audience: Audience{"a"}, JTI: "j", ClientID: "x", Confirmation: &Confirmation{JKT: "a", X5T: "b"}},
 		{Issuer: testIssuer, Subject: "x", Audience: nil, JTI: "j", ClientID: "x"},
+		{Issuer: testIssuer, Subject: "x", Audience: Audience{"a"}, JTI: "j", ClientID: "x", SessionID: "0123456789abcdef0123456789abcdef", Scope: "s"},
 		{Issuer: testIssuer, Subject: "x", Audience: Audience{}, JTI: "j", ClientID: "x"},
 		{Issuer: `https://a.example/<&>"\` + "\x01\u00e9\u2028\xff", Subject: "é", Audience: Audience{"\t"}, JTI: "j", ClientID: "x", Scope: "a\"b"},
 	}

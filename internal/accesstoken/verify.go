@@ -92,6 +92,10 @@ type VerifierConfig struct {
 	// Revoked, when set, reports whether the token with this jti was
 	// revoked. It is called on every check, so it must not do I/O.
 	Revoked func(jti string) bool
+	// SessionRevoked, when set, reports whether the tokens whose sid is
+	// sid (a refresh token family) were revoked. It is called on every
+	// check of a token with a sid, so it must not do I/O.
+	SessionRevoked func(sid string) bool
 	// CutOff, when set, reports whether the tokens of a client issued at
 	// iat (Unix seconds) are refused: the client was disabled, or its
 	// tokens revoked, after iat. It is called on every check, so it must
@@ -220,6 +224,9 @@ func (v *Verifier) Check(t *Token) error {
 		return ErrAudience
 	}
 	if v.cfg.Revoked != nil && c.JTI != "" && v.cfg.Revoked(c.JTI) {
+		return ErrRevoked
+	}
+	if v.cfg.SessionRevoked != nil && c.SessionID != "" && v.cfg.SessionRevoked(c.SessionID) {
 		return ErrRevoked
 	}
 	if v.cfg.CutOff != nil && v.cfg.CutOff(c.ClientID, c.IssuedAt) {

@@ -138,7 +138,7 @@ const (
 // would bind every token of the client to a key nobody proved to hold; and
 // scp and azp, which gates read when scope or client_id is absent: a
 // client without scopes and a configured scp would pass scope checks.
-var ReservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "cnf", "scp", "azp"}
+var ReservedClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "client_id", "scope", "cnf", "scp", "azp"}
 
 // MaxClaimsSize bounds a client's own claims, encoded, in bytes: they go
 // into every token, and a token over accesstoken.MaxTokenSize would be

@@ -250,6 +250,13 @@ func (i *Issuer) every(ctx context.Context, interval time.Duration, f func()) {
 // is a map lookup; verifiers call it on every request.
 func (i *Issuer) IsRevoked(jti string) bool { return i.Revocations.IsRevoked(jti) }
 
+// IsSessionRevoked reports whether the refresh token family sid, and so
+// every access token naming it in its sid claim, was revoked. It does no
+// I/O.
+func (i *Issuer) IsSessionRevoked(sid string) bool {
+	return i.Revocations.IsRevoked(state.SessionRevocation(sid))
+}
+
 // Local is the issuer as a gate of this instance sees it.
 func (i *Issuer) Local() localissuer.Issuer {
 	li := localissuer.Issuer{Name: i.Name, Verifier: i.VerifierConfig()}
@@ -265,14 +272,15 @@ func (i *Issuer) Local() localissuer.Issuer {
 // clock, and the default leeway.
 func (i *Issuer) VerifierConfig() accesstoken.VerifierConfig {
 	return accesstoken.VerifierConfig{
-		Keys:       accesstoken.LocalKeys{Keys: i.Keys},
-		Issuer:     i.Config.Issuer,
-		Audience:   i.DefaultAudience(),
-		Leeway:     accesstoken.DefaultLeeway,
-		RequireTyp: true,
-		Revoked:    i.IsRevoked,
-		CutOff:     i.Clients.CutOff,
-		Now:        func() time.Time { return i.Now() },
+		Keys:           accesstoken.LocalKeys{Keys: i.Keys},
+		Issuer:         i.Config.Issuer,
+		Audience:       i.DefaultAudience(),
+		Leeway:         accesstoken.DefaultLeeway,
+		RequireTyp:     true,
+		Revoked:        i.IsRevoked,
+		SessionRevoked: i.IsSessionRevoked,
+		CutOff:         i.Clients.CutOff,
+		Now:            func() time.Time { return i.Now() },
 	}
 }
 
@@ -324,6 +332,12 @@ func (i *Issuer) Issue(c *clients.Config, scopes, aud []string) (*AccessToken, e
 // IssueBound is Issue for a token bound to the key cnf names (a DPoP key's
 // thumbprint); with a nil cnf it issues a bearer token.
 func (i *Issuer) IssueBound(c *clients.Config, scopes, aud []string, cnf *accesstoken.Confirmation) (*AccessToken, error) {
+	return i.IssueInSession(c, scopes, aud, cnf, "")
+}
+
+// IssueInSession is IssueBound for a token issued with the refresh token
+// family sid (its sid claim): revoking the family revokes the token.
+func (i *Issuer) IssueInSession(c *clients.Config, scopes, aud []string, cnf *accesstoken.Confirmation, sid string) (*AccessToken, error) {
 	key, err := i.Keys.Current()
 	if err != nil {
 		return nil, err
@@ -344,6 +358,7 @@ func (i *Issuer) IssueBound(c *clients.Config, scopes, aud []string, cnf *access
 		IssuedAt:  now.Unix(),
 		JTI:       jti,
 		ClientID:  c.ClientID,
+		SessionID: sid,
 		Scope:     strings.Join(scopes, " "),
 		Extra:     c.ClaimsJSON(),
 

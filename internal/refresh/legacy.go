@@ -100,7 +100,9 @@ func (s *Store) redeemLegacy(ctx context.Context, token, clientID string, ttl ti
 		}
 		var ref AccessRef
 		if mint != nil {
-			if ref, err = mint(rec.Grant); err != nil {
+			g := rec.Grant
+			g.Family = rec.Family
+			if ref, err = mint(g); err != nil {
 				return f, false, err
 			}
 		}
@@ -112,7 +114,7 @@ func (s *Store) redeemLegacy(ctx context.Context, token, clientID string, ttl ti
 		f.Generation++
 		f.Rotated = now
 		f.Expires = maxTime(f.Expires, now.Add(ttl))
-		f.Access = withAccess(f.Access, ref, now)
+		withAccess(&f, ref, now)
 		final = f
 		return f, true, nil
 	})

@@ -66,6 +66,21 @@ type Grant struct {
 	ClientID string   `json:"client_id"`
 	Scopes   []string `json:"scopes,omitempty"`
 	Audience []string `json:"audience,omitempty"`
+	// Family is the id of the refresh token family (hex), the sid claim
+	// of the access tokens issued with it. Redeem sets it in the grant it
+	// gives mint; Issue takes it from the caller (NewFamily), or makes one
+	// when empty. It is not part of a refresh token's grant.
+	Family string `json:"-"`
+}
+
+// NewFamily makes the id of a new refresh token family, for Issue and the
+// sid claim of the access token issued with it.
+func NewFamily() (string, error) {
+	var f [16]byte
+	if _, err := rand.Read(f[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(f[:]), nil
 }
 
 // AccessRef names an access token issued together with a refresh token.
@@ -164,14 +179,25 @@ func (s *Store) Issue(ctx context.Context, g Grant, ttl time.Duration, access ..
 	if err != nil {
 		return "", err
 	}
+	fam := g.Family
+	if fam == "" {
+		if fam, err = NewFamily(); err != nil {
+			return "", err
+		}
+	}
+	g.Family = ""
 	c := claims{grant: g}
-	if _, err := rand.Read(c.family[:]); err != nil {
-		return "", err
+	if n, err := hex.Decode(c.family[:], []byte(fam)); err != nil || n != len(c.family) || len(fam) != 2*len(c.family) {
+		return "", errors.New("refresh: malformed family id")
 	}
 	now := s.cfg.Now()
 	c.issued, c.expires = now.Unix(), now.Add(ttl).Unix()
 	if len(access) > 0 {
 		c.access = access[0]
+		if c.access.InSession {
+			// The token names the family's revocation, not its own.
+			c.access.JTI = state.SessionRevocation(fam)
+		}
 	}
 	return c.encode(r.current), nil
 }
@@ -226,10 +252,7 @@ func (s *Store) Redeem(ctx context.Context, token, clientID string, ttl time.Dur
 	err = s.families.Update(ctx, famID, func(rec state.Family, found bool) (state.Family, bool, error) {
 		now := s.cfg.Now()
 		if !found {
-			rec = state.Family{ClientID: c.grant.ClientID, Expires: time.Unix(c.expires, 0)}
-			if c.access.JTI != "" {
-				rec.Access = []AccessRef{c.access}
-			}
+			rec = newRecord(c, famID)
 		}
 		if rec.Revoked != nil || rec.ClientID != clientID {
 			return rec, false, ErrInvalid
@@ -253,12 +276,14 @@ func (s *Store) Redeem(ctx context.Context, token, clientID string, ttl time.Dur
 		}
 		if !minted && mint != nil {
 			var err error
-			if ref, err = mint(c.grant); err != nil {
+			g := c.grant
+			g.Family = famID
+			if ref, err = mint(g); err != nil {
 				return rec, false, err
 			}
 			minted = true
 		}
-		rec.Access = withAccess(rec.Access, ref, now)
+		withAccess(&rec, ref, now)
 		final = rec
 		return rec, true, nil
 	})
@@ -283,20 +308,40 @@ func (s *Store) settle(ctx context.Context, err error, out outcome, final state.
 	case out != reused:
 		return nil
 	}
-	if err := s.revokeAccess(ctx, final); err != nil {
+	if err := s.revokeAccess(ctx, final, famID); err != nil {
 		return err
 	}
 	s.cfg.Logger.Info("refresh token reused; family revoked", zap.String("client_id", clientID), zap.String("family", famID))
 	return ErrReused
 }
 
-// withAccess drops the expired access tokens of a family and adds ref.
-func withAccess(refs []AccessRef, ref AccessRef, now time.Time) []AccessRef {
-	refs = live(refs, now)
-	if ref.JTI != "" {
-		refs = append(refs, ref)
+// newRecord is the record of a family first redeemed or revoked with the
+// token c: the access token issued with it is covered by the family's
+// revocation (InSession at Issue), or, for a token issued before the sid
+// claim, listed.
+func newRecord(c *claims, famID string) state.Family {
+	rec := state.Family{ClientID: c.grant.ClientID, Expires: time.Unix(c.expires, 0)}
+	switch c.access.JTI {
+	case "":
+	case state.SessionRevocation(famID):
+		rec.AccessExpires = c.access.Expires
+	default:
+		rec.Access = []AccessRef{c.access}
 	}
-	return refs
+	return rec
+}
+
+// withAccess drops the expired access tokens listed in a family's record
+// and adds ref: to AccessExpires when it carries the family's id in sid
+// (the record keeps its size), to the list otherwise.
+func withAccess(rec *state.Family, ref AccessRef, now time.Time) {
+	rec.Access = live(rec.Access, now)
+	switch {
+	case ref.InSession:
+		rec.AccessExpires = maxTime(rec.AccessExpires, ref.Expires)
+	case ref.JTI != "":
+		rec.Access = append(rec.Access, ref)
+	}
 }
 
 // successor is the token of a family's current generation, made at its
@@ -307,12 +352,18 @@ func (s *Store) successor(family [16]byte, g Grant, rec state.Family, ttl time.D
 	return c.encode(s.ring.Load().current)
 }
 
-// revokeAccess revokes the unexpired access tokens of a revoked family.
-func (s *Store) revokeAccess(ctx context.Context, rec state.Family) error {
+// revokeAccess revokes the unexpired access tokens of a revoked family:
+// with one revocation of its id (SessionRevocation) those that carry it in
+// sid, and one by one those listed.
+func (s *Store) revokeAccess(ctx context.Context, rec state.Family, famID string) error {
 	if s.cfg.RevokeAccess == nil {
 		return nil
 	}
-	for _, ref := range live(rec.Access, s.cfg.Now()) {
+	refs := rec.Access
+	if !rec.AccessExpires.IsZero() {
+		refs = append(refs[:len(refs):len(refs)], AccessRef{JTI: state.SessionRevocation(famID), Expires: rec.AccessExpires})
+	}
+	for _, ref := range live(refs, s.cfg.Now()) {
 		if err := s.cfg.RevokeAccess(ctx, ref); err != nil {
 			return fmt.Errorf("revoking access tokens of a refresh token family: %w", err)
 		}
@@ -338,11 +389,9 @@ func (s *Store) RevokeFamily(ctx context.Context, token, clientID string) error 
 	if c.grant.ClientID != clientID {
 		return ErrForeign
 	}
-	fresh := state.Family{ClientID: c.grant.ClientID, Expires: time.Unix(c.expires, 0)}
-	if c.access.JTI != "" {
-		fresh.Access = []AccessRef{c.access}
-	}
-	return s.revokeFamily(ctx, s.families, hex.EncodeToString(c.family[:]), clientID, &fresh)
+	famID := hex.EncodeToString(c.family[:])
+	fresh := newRecord(c, famID)
+	return s.revokeFamily(ctx, s.families, famID, clientID, &fresh)
 }
 
 // revokeFamily marks a family revoked and revokes its access tokens. A
@@ -374,7 +423,7 @@ func (s *Store) revokeFamily(ctx context.Context, fams state.Families, famID, cl
 	if err != nil || !revoked {
 		return err
 	}
-	if err := s.revokeAccess(ctx, final); err != nil {
+	if err := s.revokeAccess(ctx, final, famID); err != nil {
 		return err
 	}
 	s.cfg.Logger.Info("refresh token family revoked", zap.String("client_id", clientID), zap.String("family", famID))

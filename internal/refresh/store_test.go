@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -114,6 +115,16 @@ func listAll(t *testing.T, s *Store) []string {
 }
 
 // family reads the record of a token's family.
+// familyID is the id of a token's family.
+func familyID(t *testing.T, s *Store, token string) string {
+	t.Helper()
+	c, err := decode(token, s.keyFor)
+	if err != nil {
+		t.Fatalf("decoding a token: %v", err)
+	}
+	return hex.EncodeToString(c.family[:])
+}
+
 func family(t *testing.T, s *Store, token string) (state.Family, bool) {
 	t.Helper()
 	c, err := decode(token, s.keyFor)
@@ -357,8 +368,10 @@ func TestCheckVetoesWithoutRotating(t *testing.T) {
 	if next != "" || !reflect.DeepEqual(g, Grant{}) {
 		t.Fatalf("vetoed Redeem returned %+v, %q", g, next)
 	}
-	if !reflect.DeepEqual(got, grant) {
-		t.Fatalf("check saw grant %+v, want %+v", got, grant)
+	want := grant
+	want.Family = familyID(t, s, next0)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("check saw grant %+v, want %+v", got, want)
 	}
 	if rec, _ := family(t, s, next0); !reflect.DeepEqual(rec, rec0) || !reflect.DeepEqual(before, listAll(t, s)) {
 		t.Fatalf("a vetoed Redeem changed the family: %+v -> %+v", rec0, rec)
@@ -820,4 +833,77 @@ func TestLegacyTokens(t *testing.T) {
 	wantErr(t, s, tokD, "intruder", ErrInvalid)
 	clock.Advance(time.Hour)
 	wantErr(t, s, tokD, grant.ClientID, ErrInvalid)
+}
+
+// TestFamilyRecordKeepsItsSize: a family whose access tokens carry its id
+// in sid keeps a record of one size however often it is redeemed (issues
+// 13/14: a redemption read and rewrote a list of every live access token),
+// and revoking it writes one revocation, of the family's id, lasting until
+// its latest access token expires.
+func TestFamilyRecordKeepsItsSize(t *testing.T) {
+	clock := testclock.Fixed()
+	s, rv := newStoreOn(t, &certmagic.FileStorage{Path: t.TempDir()}, clock, 0)
+	fam, err := NewFamily()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grant
+	g.Family = fam
+	base := clock.Now().Add(time.Hour)
+	tok := issue(t, s, g, time.Hour, AccessRef{JTI: "at-0", Expires: base, InSession: true})
+	if got := familyID(t, s, tok); got != fam {
+		t.Fatalf("Issue made family %s, want the caller's %s", got, fam)
+	}
+	var size int
+	var last time.Time
+	for i := 1; i <= 1000; i++ {
+		last = base.Add(time.Duration(i) * time.Second)
+		var sawFamily string
+		_, next, err := s.Redeem(context.Background(), tok, g.ClientID, time.Hour, func(g Grant) (AccessRef, error) {
+			sawFamily = g.Family
+			return AccessRef{JTI: fmt.Sprint("at-", i), Expires: last, InSession: true}, nil
+		})
+		if err != nil {
+			t.Fatalf("redemption %d: %v", i, err)
+		}
+		if sawFamily != fam {
+			t.Fatalf("redemption %d: mint saw family %q, want %q", i, sawFamily, fam)
+		}
+		tok = next
+		rec, _ := family(t, s, tok)
+		b, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rec.Access) != 0 || !rec.AccessExpires.Equal(last) {
+			t.Fatalf("redemption %d: record lists %d access tokens, access_exp %v, want none and %v", i, len(rec.Access), rec.AccessExpires, last)
+		}
+		// Only the generation's digits may add to the size.
+		if i == 1 {
+			size = len(b)
+		} else if want := size + len(fmt.Sprint(i)) - 1; len(b) != want {
+			t.Fatalf("redemption %d: record is %d bytes, want %d (%d after the first)", i, len(b), want, size)
+		}
+	}
+	if err := s.RevokeFamily(context.Background(), tok, g.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := rv.list(), []string{state.SessionRevocation(fam)}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("revoking the family revoked %q, want %q", got, want)
+	}
+}
+
+// TestNeverRedeemedFamilyRevokesItsSession: a family revoked before any
+// redemption revokes its id (the first access token carries it), not the
+// token's jti.
+func TestNeverRedeemedFamilyRevokesItsSession(t *testing.T) {
+	clock := testclock.Fixed()
+	s, rv := newStoreOn(t, &certmagic.FileStorage{Path: t.TempDir()}, clock, 0)
+	tok := issue(t, s, grant, time.Hour, AccessRef{JTI: "at-0", Expires: clock.Now().Add(time.Hour), InSession: true})
+	if err := s.RevokeFamily(context.Background(), tok, grant.ClientID); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := rv.list(), []string{state.SessionRevocation(familyID(t, s, tok))}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("revoked %q, want %q", got, want)
+	}
 }

@@ -67,6 +67,12 @@ type Revocations interface {
 	Sync(ctx context.Context) error
 }
 
+// SessionRevocation is the key under which Revocations holds the
+// revocation of a refresh token family: every access token whose sid claim
+// is sid (the family's id) is refused while it is revoked. Issued jtis are
+// random and never take this form.
+func SessionRevocation(sid string) string { return "sid:" + sid }
+
 // Families holds the state of refresh token families: which generation of
 // a family is current, whether the family is revoked, and which access
 // tokens were issued with it. Refresh tokens themselves carry what they
@@ -99,14 +105,24 @@ type Family struct {
 	// be deleted after it.
 	Expires time.Time  `json:"expires"`
 	Revoked *time.Time `json:"revoked,omitempty"`
-	// Access lists the unexpired access tokens issued with the family's
-	// refresh tokens, so revoking the family revokes them too (RFC 7009
-	// §2.1).
+	// Access lists unexpired access tokens issued with the family's
+	// refresh tokens that carry no sid claim, so revoking the family
+	// revokes them one by one (RFC 7009 §2.1). Records written before the
+	// sid claim list every one; a new record holds at most the first
+	// access token, which a refresh token of the old format names.
 	Access []AccessRef `json:"access,omitempty"`
+	// AccessExpires is when the latest access token issued with the
+	// family (carrying its id in sid) expires: revoking the family writes
+	// one revocation (SessionRevocation) lasting until then, so the record
+	// stays the same size however often the family is redeemed.
+	AccessExpires time.Time `json:"access_exp,omitzero"`
 }
 
 // AccessRef names an access token issued together with a refresh token.
 type AccessRef struct {
 	JTI     string    `json:"jti"`
 	Expires time.Time `json:"exp"`
+	// InSession: the token carries its family's id in its sid claim, so
+	// the family's one revocation covers it and it is not listed.
+	InSession bool `json:"-"`
 }
