@@ -187,7 +187,10 @@ func (s *Store) Issue(ctx context.Context, g Grant, ttl time.Duration, access ..
 	}
 	g.Family = ""
 	c := claims{grant: g}
-	if n, err := hex.Decode(c.family[:], []byte(fam)); err != nil || n != len(c.family) || len(fam) != 2*len(c.family) {
+	if len(fam) != hex.EncodedLen(len(c.family)) {
+		return "", errors.New("refresh: malformed family id")
+	}
+	if _, err := hex.Decode(c.family[:], []byte(fam)); err != nil {
 		return "", errors.New("refresh: malformed family id")
 	}
 	now := s.cfg.Now()

@@ -851,6 +851,11 @@ func TestFamilyRecordKeepsItsSize(t *testing.T) {
 	g.Family = fam
 	base := clock.Now().Add(time.Hour)
 	tok := issue(t, s, g, time.Hour, AccessRef{JTI: "at-0", Expires: base, InSession: true})
+	for _, bad := range []string{"x", fam + "00", fam[:30] + "zz"} {
+		if _, err := s.Issue(context.Background(), Grant{ClientID: "c", Family: bad}, time.Hour); err == nil {
+			t.Errorf("Issue took the malformed family id %q", bad)
+		}
+	}
 	if got := familyID(t, s, tok); got != fam {
 		t.Fatalf("Issue made family %s, want the caller's %s", got, fam)
 	}
