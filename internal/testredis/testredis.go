@@ -1,8 +1,11 @@
 // Package testredis starts real redis-server processes for tests: a
-// standalone server, or a Redis Cluster of three masters, each on free
-// loopback ports in a temporary directory of its own, stopped when the test
-// ends. Faults are made by doing them: Stop kills a server, Start brings it
-// back on the same port (empty unless it was started with persistence).
+// standalone server, a server that speaks only TLS, a master with a replica
+// watched by Sentinels (redis-server --sentinel), or a Redis Cluster of
+// three masters, each on free loopback ports in a temporary directory of
+// its own, stopped when the test ends. Faults are made by doing them: Stop
+// kills a server, Start brings it back on the same port (empty unless it
+// was started with persistence), Failover has the Sentinels promote the
+// replica.
 //
 // The binaries are looked up with exec.LookPath: when they are missing a
 // test is skipped on a developer's machine but fails when CI=true, so CI
@@ -11,6 +14,7 @@ package testredis
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -46,7 +50,20 @@ type Options struct {
 	// Cluster runs the server with cluster-enabled yes; its cluster bus
 	// port (Port+10000) is free too.
 	Cluster bool
+	// ReplicaOf makes the server a replica of the server at this address.
+	ReplicaOf string
+	// TLS makes the server speak TLS only (--port 0, --tls-port Port), with
+	// a certificate for 127.0.0.1 from a CA made for it (Server.TLS).
+	TLS bool
+	// ClientAuth, with TLS, makes the server require a client certificate
+	// signed by that CA (tls-auth-clients yes).
+	ClientAuth bool
+
+	// sentinel, when set, runs a Sentinel watching this master.
+	sentinel *monitor
 }
+
+type monitor struct{ name, addr string }
 
 // Server is one redis-server process.
 type Server struct {
@@ -55,6 +72,8 @@ type Server struct {
 	Port int
 	Dir  string
 	opts Options
+	// TLS are the server's certificate files, when it speaks TLS.
+	TLS *TLSFiles
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -70,6 +89,9 @@ func StartWith(t testing.TB, opts Options) *Server {
 	t.Helper()
 	s := &Server{t: t, bin: binary(t, "redis-server"), Dir: t.TempDir(), opts: opts}
 	s.Port = freePort(t, opts.Cluster)
+	if opts.TLS {
+		s.TLS = makeTLSFiles(t, s.Dir)
+	}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
@@ -86,18 +108,7 @@ func (s *Server) Start() {
 	if s.cmd != nil {
 		s.t.Fatal("testredis: server already running")
 	}
-	args := []string{
-		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
-		"--save", "", "--daemonize", "no", "--protected-mode", "no", "--logfile", "redis.log",
-	}
-	if s.opts.Persist {
-		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
-	} else {
-		args = append(args, "--appendonly", "no")
-	}
-	if s.opts.Cluster {
-		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
-	}
+	args := s.args()
 	cmd := exec.Command(s.bin, args...)
 	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
@@ -108,7 +119,7 @@ func (s *Server) Start() {
 	s.cmd, s.done = cmd, done
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if reply, err := Command(s.Addr(), "PING"); err == nil && reply == "PONG" {
+		if reply, err := s.command("PING"); err == nil && reply == "PONG" {
 			return
 		}
 		select {
@@ -122,6 +133,49 @@ func (s *Server) Start() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// args are the server's command line.
+func (s *Server) args() []string {
+	args := []string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
+		"--daemonize", "no", "--protected-mode", "no", "--logfile", "redis.log"}
+	if m := s.opts.sentinel; m != nil {
+		// Sentinel rewrites its config file as it learns: one of its own,
+		// made once, so that a restart keeps what it learnt.
+		conf := filepath.Join(s.Dir, "sentinel.conf")
+		if _, err := os.Stat(conf); err != nil {
+			host, port, _ := net.SplitHostPort(m.addr)
+			text := fmt.Sprintf("sentinel monitor %[1]s %[2]s %[3]s 1\n"+
+				"sentinel down-after-milliseconds %[1]s 1000\nsentinel failover-timeout %[1]s 10000\n", m.name, host, port)
+			if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+				s.t.Fatal(err)
+			}
+		}
+		return append([]string{conf, "--sentinel"}, args...)
+	}
+	args = append(args, "--save", "")
+	if s.TLS != nil {
+		auth := "no"
+		if s.opts.ClientAuth {
+			auth = "yes"
+		}
+		args = append(args, "--port", "0", "--tls-port", strconv.Itoa(s.Port),
+			"--tls-cert-file", s.TLS.Cert, "--tls-key-file", s.TLS.Key, "--tls-ca-cert-file", s.TLS.CA,
+			"--tls-auth-clients", auth)
+	}
+	if s.opts.ReplicaOf != "" {
+		host, port, _ := net.SplitHostPort(s.opts.ReplicaOf)
+		args = append(args, "--replicaof", host, port)
+	}
+	if s.opts.Persist {
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
+	if s.opts.Cluster {
+		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+	}
+	return args
 }
 
 // Stop kills the server (as a crash would: nothing is saved on the way
@@ -156,7 +210,19 @@ func (s *Server) Log() string {
 
 // Do runs one command on the server (space-separated words, no quoting)
 // and returns its reply as text.
-func (s *Server) Do(cmd string) (string, error) { return Command(s.Addr(), strings.Fields(cmd)...) }
+func (s *Server) Do(cmd string) (string, error) { return s.command(strings.Fields(cmd)...) }
+
+// command runs one command on the server, over TLS (with the client
+// certificate) when the server speaks TLS.
+func (s *Server) command(args ...string) (string, error) {
+	if s.TLS == nil {
+		return Command(s.Addr(), args...)
+	}
+	return commandOn(func() (net.Conn, error) {
+		d := &net.Dialer{Timeout: time.Second}
+		return tls.DialWithDialer(d, "tcp", s.Addr(), s.TLS.ClientConfig())
+	}, args...)
+}
 
 // Cluster is a Redis Cluster of three masters without replicas.
 type Cluster struct {
@@ -236,7 +302,11 @@ func freePort(t testing.TB, bus bool) int {
 // elements joined by newlines). It is enough to wait for a server and to
 // poke it in tests without a client library.
 func Command(addr string, args ...string) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	return commandOn(func() (net.Conn, error) { return net.DialTimeout("tcp", addr, time.Second) }, args...)
+}
+
+func commandOn(dial func() (net.Conn, error), args ...string) (string, error) {
+	conn, err := dial()
 	if err != nil {
 		return "", err
 	}

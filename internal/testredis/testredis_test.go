@@ -33,3 +33,36 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("cluster info: %v\n%s", err, info)
 	}
 }
+
+func TestSentinelsFailover(t *testing.T) {
+	s := StartSentinels(t, 2)
+	first := s.Master.Addr()
+	if got := s.MasterAddr(); got != first {
+		t.Fatalf("the sentinel names %s as master, want %s", got, first)
+	}
+	if _, err := s.Master.Do("SET k v"); err != nil {
+		t.Fatal(err)
+	}
+	s.Failover()
+	if s.Master.Addr() == first || s.MasterAddr() != s.Master.Addr() {
+		t.Fatalf("after a failover the master is %s (sentinel: %s), was %s", s.Master.Addr(), s.MasterAddr(), first)
+	}
+	if v, err := s.Master.Do("GET k"); err != nil || v != "v" {
+		t.Fatalf("the promoted replica has %q, %v", v, err)
+	}
+	if _, err := s.Master.Do("SET k2 v"); err != nil {
+		t.Fatalf("the promoted replica refuses writes: %v", err)
+	}
+}
+
+func TestTLS(t *testing.T) {
+	for _, auth := range []bool{false, true} {
+		s := StartWith(t, Options{TLS: true, ClientAuth: auth})
+		if v, err := s.Do("PING"); err != nil || v != "PONG" {
+			t.Fatalf("PING over TLS (client auth %v): %q, %v", auth, v, err)
+		}
+		if _, err := Command(s.Addr(), "PING"); err == nil {
+			t.Fatalf("the TLS server (client auth %v) answered a plain-text PING", auth)
+		}
+	}
+}
