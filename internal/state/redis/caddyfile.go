@@ -14,6 +14,7 @@ import (
 //		username     <user>
 //		password     <password or {env.*}/{file.*} placeholder>
 //		tls          [<ca pem file>]
+//		tls_client   <client certificate pem file> <its key pem file>
 //		key_prefix   <prefix>
 //		dial_timeout <duration>
 //		timeout      <duration>
@@ -41,6 +42,10 @@ func (r *Redis) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				r.TLSCA = d.Val()
 			}
 			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "tls_client":
+			if !d.Args(&r.TLSCert, &r.TLSKey) || d.NextArg() {
 				return d.ArgErr()
 			}
 		case "master_name", "username", "password", "key_prefix":

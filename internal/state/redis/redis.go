@@ -56,9 +56,10 @@ func init() {
 
 // Defaults of the Redis options.
 const (
-	DefaultAddress   = "127.0.0.1:6379"
-	DefaultKeyPrefix = "tokengate:"
-	DefaultTimeout   = time.Second
+	DefaultAddress         = "127.0.0.1:6379"
+	DefaultSentinelAddress = "127.0.0.1:26379"
+	DefaultKeyPrefix       = "tokengate:"
+	DefaultTimeout         = time.Second
 )
 
 // Redis keeps the issuer's state in Redis (`state redis { ... }` in
@@ -69,7 +70,8 @@ const (
 // Retry-After; bearer_auth keeps validating with what it holds.
 type Redis struct {
 	// Addresses are host:port of the server, the cluster's nodes (some
-	// suffice) or the Sentinels. Default: 127.0.0.1:6379.
+	// suffice) or the Sentinels. Default: 127.0.0.1:6379, or
+	// 127.0.0.1:26379 with master_name.
 	Addresses []string `json:"addresses,omitempty"`
 	// Cluster forces Redis Cluster with a single address. Default: off
 	// (on with several addresses).
@@ -83,9 +85,15 @@ type Redis struct {
 	Username string `json:"username,omitempty"`
 	Password string `json:"password,omitempty"`
 	// TLS turns TLS on; TLSCA is a PEM file of the CAs to trust instead of
-	// the system's. Default: off.
+	// the system's. With Sentinel, the Sentinels are reached over TLS too.
+	// Default: off.
 	TLS   bool   `json:"tls,omitempty"`
 	TLSCA string `json:"tls_ca,omitempty"`
+	// TLSCert and TLSKey are PEM files of the client certificate and its
+	// key, for a server that asks for one (tls-auth-clients); they turn
+	// TLS on. Default: none.
+	TLSCert string `json:"tls_cert,omitempty"`
+	TLSKey  string `json:"tls_key,omitempty"`
 	// KeyPrefix starts every key. Default: tokengate:.
 	KeyPrefix string `json:"key_prefix,omitempty"`
 	// DialTimeout and Timeout (of each read and write) bound how long a
@@ -133,6 +141,9 @@ func (r *Redis) Options(repl *caddy.Replacer) (*goredis.UniversalOptions, error)
 	}
 	if len(o.Addrs) == 0 {
 		o.Addrs = []string{DefaultAddress}
+		if r.MasterName != "" {
+			o.Addrs = []string{DefaultSentinelAddress}
+		}
 	}
 	if o.DialTimeout == 0 {
 		o.DialTimeout = DefaultTimeout
@@ -154,7 +165,7 @@ func (r *Redis) Options(repl *caddy.Replacer) (*goredis.UniversalOptions, error)
 			return nil, fmt.Errorf("redis %s: %v", f.name, err)
 		}
 	}
-	if r.TLS || r.TLSCA != "" {
+	if r.TLS || r.TLSCA != "" || r.TLSCert != "" {
 		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		if r.TLSCA != "" {
 			pem, err := os.ReadFile(r.TLSCA)
@@ -167,6 +178,13 @@ func (r *Redis) Options(repl *caddy.Replacer) (*goredis.UniversalOptions, error)
 			}
 			o.TLSConfig.RootCAs = pool
 		}
+		if r.TLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(r.TLSCert, r.TLSKey)
+			if err != nil {
+				return nil, fmt.Errorf("redis tls client certificate: %v", err)
+			}
+			o.TLSConfig.Certificates = []tls.Certificate{cert}
+		}
 	}
 	return o, nil
 }
@@ -178,6 +196,9 @@ func (r *Redis) Validate() error {
 	}
 	if r.Cluster && r.MasterName != "" {
 		return errors.New("redis: cluster and master_name (Sentinel) exclude each other")
+	}
+	if (r.TLSCert == "") != (r.TLSKey == "") {
+		return errors.New("redis: a TLS client certificate needs both its certificate and its key file")
 	}
 	return nil
 }

@@ -1,0 +1,143 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/tokengate/tokengate/internal/state"
+	"github.com/tokengate/tokengate/internal/testredis"
+)
+
+// works checks one handle's state end to end against a real server: a
+// file stored by a is loaded by b, a revocation at a is pushed to b, and
+// a family advances once.
+func works(t *testing.T, a, b *state.Handles, tag string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := a.Storage.Store(ctx, prefix+"/keys.json", []byte("keys "+tag)); err != nil {
+		t.Fatalf("%s: store: %v", tag, err)
+	}
+	if v, err := b.Storage.Load(ctx, prefix+"/keys.json"); err != nil || string(v) != "keys "+tag {
+		t.Fatalf("%s: load = %q, %v", tag, v, err)
+	}
+	if err := a.Revocations.Revoke(ctx, "jti-"+tag, time.Now().Add(time.Minute)); err != nil {
+		t.Fatalf("%s: revoke: %v", tag, err)
+	}
+	eventually(t, tag+": the revocation pushed to the other handle", func() bool { return b.Revocations.IsRevoked("jti-" + tag) })
+	err := b.Families.Update(ctx, "fam-"+tag, func(rec state.Family, found bool) (state.Family, bool, error) {
+		return state.Family{ClientID: "c", Generation: 1, Expires: time.Now().Add(time.Hour)}, !found, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: family update: %v", tag, err)
+	}
+	if rec, found, err := a.Families.Load(ctx, "fam-"+tag); err != nil || !found || rec.Generation != 1 {
+		t.Fatalf("%s: family = %+v, %v, %v", tag, rec, found, err)
+	}
+}
+
+// TestSentinel runs the state through Sentinels (master_name and the
+// Sentinels' addresses), then has them promote the replica: after a brief
+// unavailability every operation works on the new master, and what was
+// stored before is still there.
+func TestSentinel(t *testing.T) {
+	ss := testredis.StartSentinels(t, 2)
+	cfg := func() Redis {
+		return Redis{Addresses: ss.Addrs(), MasterName: ss.Name,
+			Timeout: caddy.Duration(300 * time.Millisecond), DialTimeout: caddy.Duration(300 * time.Millisecond)}
+	}
+	a, b := open(t, cfg()), open(t, cfg())
+	eventually(t, "both subscribed on the master", func() bool { return subscribers(t, ss.Master) == 2 })
+	works(t, a, b, "before")
+
+	ss.Failover()
+	ctx := context.Background()
+	start := time.Now()
+	eventually(t, "a revocation stored on the promoted replica", func() bool {
+		err := a.Revocations.Revoke(ctx, "after-failover", time.Now().Add(time.Minute))
+		if err != nil && !errors.Is(err, state.ErrUnavailable) {
+			t.Fatalf("revoke after the failover: %v (want ErrUnavailable until it works)", err)
+		}
+		return err == nil
+	})
+	t.Logf("revocations stored again %v after the failover completed", time.Since(start).Round(time.Millisecond))
+	if v, err := ss.Master.Do("EXISTS " + prefixKey("rev:", "after-failover")); err != nil || v != "1" {
+		t.Fatalf("the revocation is not on the new master %s: %q, %v", ss.Master.Addr(), v, err)
+	}
+	eventually(t, "the revocation after the failover pushed to the other handle", func() bool { return b.Revocations.IsRevoked("after-failover") })
+	if !b.Revocations.IsRevoked("jti-before") {
+		t.Fatal("a revocation from before the failover was forgotten")
+	}
+	if v, err := b.Storage.Load(ctx, prefix+"/keys.json"); err != nil || string(v) != "keys before" {
+		t.Fatalf("the keys stored before the failover: %q, %v", v, err)
+	}
+	works(t, b, a, "after")
+	eventually(t, "both subscribed on the new master", func() bool { return subscribers(t, ss.Master) == 2 })
+}
+
+// TestTLS runs the state over TLS: with the CA file, with a client
+// certificate where the server asks for one; a server whose certificate
+// is not signed by the configured CA, or that asks for a client
+// certificate none is given for, is refused with the TLS error named.
+func TestTLS(t *testing.T) {
+	ctx := context.Background()
+	t.Run("ca", func(t *testing.T) {
+		srv := testredis.StartWith(t, testredis.Options{TLS: true})
+		cfg := Redis{Addresses: []string{srv.Addr()}, TLS: true, TLSCA: srv.TLS.CA}
+		a, b := open(t, cfg), open(t, cfg)
+		eventually(t, "both subscribed", func() bool { return subscribers(t, srv) == 2 })
+		works(t, a, b, "tls")
+	})
+	t.Run("client certificate", func(t *testing.T) {
+		srv := testredis.StartWith(t, testredis.Options{TLS: true, ClientAuth: true})
+		cfg := Redis{Addresses: []string{srv.Addr()}, TLSCA: srv.TLS.CA, TLSCert: srv.TLS.ClientCert, TLSKey: srv.TLS.ClientKey}
+		a, b := open(t, cfg), open(t, cfg)
+		eventually(t, "both subscribed", func() bool { return subscribers(t, srv) == 2 })
+		works(t, a, b, "mtls")
+
+		h := open(t, Redis{Addresses: []string{srv.Addr()}, TLS: true, TLSCA: srv.TLS.CA})
+		err := h.Revocations.Revoke(ctx, "x", time.Now().Add(time.Minute))
+		if !errors.Is(err, state.ErrUnavailable) {
+			t.Fatalf("without a client certificate: %v; want ErrUnavailable", err)
+		}
+	})
+	t.Run("wrong ca", func(t *testing.T) {
+		srv := testredis.StartWith(t, testredis.Options{TLS: true})
+		other := testredis.MakeCA(t, t.TempDir(), "another CA")
+		for _, cfg := range []Redis{
+			{Addresses: []string{srv.Addr()}, TLSCA: other},
+			{Addresses: []string{srv.Addr()}, TLS: true}, // the system's roots
+		} {
+			h := open(t, cfg)
+			err := h.Revocations.Revoke(ctx, "x", time.Now().Add(time.Minute))
+			if !errors.Is(err, state.ErrUnavailable) || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+				t.Fatalf("tls_ca %q: %v; want ErrUnavailable naming the unknown authority", cfg.TLSCA, err)
+			}
+		}
+		if v, err := srv.Do("DBSIZE"); err != nil || v != "0" {
+			t.Fatalf("something was stored through a refused server: %q, %v", v, err)
+		}
+	})
+	t.Run("config errors", func(t *testing.T) {
+		srv := testredis.StartWith(t, testredis.Options{TLS: true})
+		for _, tc := range []struct {
+			cfg  Redis
+			want string
+		}{
+			{Redis{TLSCA: srv.TLS.Cert + ".missing"}, "redis tls_ca"},
+			{Redis{TLSCA: srv.TLS.Key}, "no certificate"},
+			{Redis{TLSCert: srv.TLS.ClientCert, TLSKey: srv.TLS.Key}, "redis tls client certificate"},
+		} {
+			if _, err := tc.cfg.Options(caddy.NewReplacer()); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%+v: %v; want %q", tc.cfg, err, tc.want)
+			}
+		}
+		if err := (&Redis{TLSCert: srv.TLS.ClientCert}).Validate(); err == nil {
+			t.Error("a client certificate without its key was accepted")
+		}
+	})
+}
