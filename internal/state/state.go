@@ -48,6 +48,8 @@ type Handles struct {
 	Families    Families
 	// Clients, when nil, are kept in Storage (internal/state/caddystorage).
 	Clients Clients
+	// SeenOnce, when nil, is kept in Storage (internal/state/caddystorage).
+	SeenOnce SeenOnce
 	// Close, when set, releases what Open took.
 	Close func()
 }
@@ -125,4 +127,21 @@ type AccessRef struct {
 	// InSession: the token carries its family's id in its sid claim, so
 	// the family's one revocation covers it and it is not listed.
 	InSession bool `json:"-"`
+}
+
+// SeenOnceMaxTTL is the longest a SeenOnce claim may last: a backend may
+// refuse a claim whose until lies further ahead.
+const SeenOnceMaxTTL = 15 * time.Minute
+
+// SeenOnce is the issuer's cluster-wide replay set: values (the jti of a
+// client assertion) that may each be accepted once until they expire.
+type SeenOnce interface {
+	// Claim records key until the time given and reports whether this is
+	// its first claim: of any number of concurrent Claims of one key
+	// across every instance sharing the state, exactly one is first, until
+	// the key's time has passed; then the key may be claimed again. A
+	// backend stores a hash of key, never key itself. When the store
+	// cannot be reached the error wraps ErrUnavailable and the claim must
+	// be refused: nothing is known to be recorded.
+	Claim(ctx context.Context, key string, until time.Time) (first bool, err error)
 }

@@ -1,7 +1,8 @@
 // Package caddystorage keeps issuer state in Caddy's configured storage
 // (certmagic.Storage), the embedded default backend. Revocations and
 // refresh families have their own packages (internal/revocation,
-// internal/refresh); this one holds the client records (state.Clients).
+// internal/refresh); this one holds the client records (state.Clients)
+// and the replay set of client assertions (state.SeenOnce, seen.go).
 //
 // # Client records
 //

@@ -12,6 +12,7 @@
 //	<key_prefix>{<issuer id>}:lock:<n>   SET NX PX lock for key rotation
 //	<key_prefix>{<issuer id>}:rev:<h>    a revocation, expiring with its token (revocations.go)
 //	<key_prefix>{<issuer id>}:fam:<id>   a refresh token family, expiring with it (families.go)
+//	<key_prefix>{<issuer id>}:seen:<h>   a client assertion's jti, expiring with it (seen.go)
 //	<key_prefix>{<issuer id>}:epoch      set once per life of the data
 //	<key_prefix>{<issuer id>}:revocations  pub/sub channel of new revocations
 //
@@ -235,6 +236,7 @@ func (r *Redis) open(prefix string, now func() time.Time) *state.Handles {
 		Storage:     b.files,
 		Revocations: b.revs,
 		Families:    &families{b: b},
+		SeenOnce:    &seenOnce{b: b},
 		Close:       func() { cancel(); wg.Wait() },
 	}
 }
