@@ -1,6 +1,7 @@
 package tokenhandler
 
 import (
+	"errors"
 	"net/http"
 
 	"go.uber.org/zap"
@@ -54,8 +55,12 @@ func (h *Handler) authenticateAsymmetric(w http.ResponseWriter, r *http.Request,
 	if !client.MayAuthenticate(clients.AuthPrivateKeyJWT) {
 		return fail("the client may not use private_key_jwt")
 	}
-	if err := h.iss.Assertions.Verify(r.Context(), id, cr.assertion); err != nil {
+	if err := h.iss.Assertions.Verify(r.Context(), id, cr.assertion); errors.Is(err, clientauth.ErrInvalid) {
 		return fail(err.Error())
+	} else if err != nil {
+		// The replay set could not be reached: 503 with Retry-After (the
+		// assertion was not accepted, so the client may send it again).
+		return nil, true, h.fail(w, err)
 	}
 	return client, false, nil
 }

@@ -32,9 +32,11 @@ const (
 )
 
 // startAssertionIssuer runs an issuer with a client registering an EC key
-// inline (jwks) and one registering an RSA key as a PEM file.
-func startAssertionIssuer(t *testing.T, ec *ecdsa.PrivateKey, rsaKey *rsa.PrivateKey) {
+// inline (jwks) and one registering an RSA key as a PEM file; it returns
+// the issuer's storage directory.
+func startAssertionIssuer(t *testing.T, ec *ecdsa.PrivateKey, rsaKey *rsa.PrivateKey) string {
 	t.Helper()
+	storage := t.TempDir()
 	pub, err := jwk.Import(ec.Public())
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +76,8 @@ func startAssertionIssuer(t *testing.T, ec *ecdsa.PrivateKey, rsaKey *rsa.Privat
 :9617 {
 	oauth_token
 }
-`, testcaddy.Storage(t.TempDir()), pkjBase, jwks, pemFile, jwks))
+`, testcaddy.Storage(storage), pkjBase, jwks, pemFile, jwks))
+	return storage
 }
 
 // assertion signs a client assertion; edit changes its claims.
@@ -193,5 +196,39 @@ func TestPrivateKeyJWT(t *testing.T) {
 	algs, _ := md.body["token_endpoint_auth_signing_alg_values_supported"].([]any)
 	if !strings.Contains(fmt.Sprint(methods), "private_key_jwt") || len(algs) == 0 {
 		t.Fatalf("metadata: %s", md.raw)
+	}
+}
+
+// TestAssertionStateDown: with the issuer's storage unreachable an
+// assertion is answered 503 temporarily_unavailable with Retry-After,
+// never 200 (its jti could not be claimed), and nothing is recorded: the
+// same assertion is accepted once the storage is back, and then only once.
+func TestAssertionStateDown(t *testing.T) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	dir := startAssertionIssuer(t, ec, rsaKey)
+	a := assertion(t, ec, jwa.ES256(), "ec-client", nil)
+	// The storage directory becomes a file: every read and write fails.
+	if err := os.Rename(dir, dir+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ans := assertionRequest(t, a, nil)
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(dir+".away", dir); err != nil {
+		t.Fatal(err)
+	}
+	if ans.status != 503 || ans.body["error"] != "temporarily_unavailable" || ans.header.Get("Retry-After") == "" {
+		t.Fatalf("storage down: %d %v %s; want 503 temporarily_unavailable with Retry-After", ans.status, ans.header, ans.raw)
+	}
+	if ans := assertionRequest(t, a, nil); ans.status != 200 {
+		t.Fatalf("the assertion once the storage is back: %d %s", ans.status, ans.raw)
+	}
+	if ans := assertionRequest(t, a, nil); ans.status != 401 || ans.body["error"] != "invalid_client" {
+		t.Fatalf("the assertion replayed: %d %s", ans.status, ans.raw)
 	}
 }

@@ -10,10 +10,12 @@
 // nbf and iat, when present, not in the future; and a jti never accepted
 // before within its lifetime.
 //
-// Replay: the jtis are remembered in this process only (internal/seenonce),
-// a first landing. Several instances behind one name would each accept an
-// assertion once within its lifetime (at most MaxLifetime, 5 minutes); a
-// set shared through the issuer's state is the next step.
+// Replay: a jti is claimed in the issuer's state (state.SeenOnce: Caddy's
+// storage or Redis) until the assertion's exp plus Leeway, under a hash of
+// the client id and the jti, so that instances sharing the state accept an
+// assertion once between them. When the state cannot be reached the
+// assertion is not accepted: Verify's error then wraps
+// state.ErrUnavailable (answered 503), not ErrInvalid.
 package clientauth
 
 import (
@@ -22,13 +24,16 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,7 +42,7 @@ import (
 
 	"github.com/tokengate/tokengate/internal/accesstoken"
 	"github.com/tokengate/tokengate/internal/clients"
-	"github.com/tokengate/tokengate/internal/seenonce"
+	"github.com/tokengate/tokengate/internal/state"
 )
 
 // AssertionType is the client_assertion_type of private_key_jwt.
@@ -49,10 +54,6 @@ const MaxLifetime = 5 * time.Minute
 
 // Leeway is the clock skew tolerated on an assertion's times.
 const Leeway = 30 * time.Second
-
-// maxRecent bounds the replay set: entries are kept 5.5 to 11 minutes, and
-// each one needs a valid signature by a registered key.
-const maxRecent = 1 << 20
 
 // SigningAlgs are the algorithms a client's keys may sign with.
 var SigningAlgs = []string{"ES256", "ES384", "ES512", "EdDSA", "RS256", "PS256"}
@@ -67,15 +68,14 @@ type Verifier struct {
 	tls       map[string]*tlsClient
 	audiences []string
 	now       func() time.Time
-	seen      *seenonce.Set
+	seen      state.SeenOnce
 }
 
 // NewVerifier loads the public keys of the clients that registered some
 // (jwks, public_key) and accepts assertions whose aud names one of
-// audiences.
-func NewVerifier(cfgs []*clients.Config, audiences []string, now func() time.Time) (*Verifier, error) {
-	v := &Verifier{keys: map[string]clientKeys{}, tls: map[string]*tlsClient{}, audiences: audiences, now: now,
-		seen: seenonce.New(maxRecent, int64((MaxLifetime+Leeway)/time.Second))}
+// audiences, each once across the instances sharing seen.
+func NewVerifier(cfgs []*clients.Config, audiences []string, seen state.SeenOnce, now func() time.Time) (*Verifier, error) {
+	v := &Verifier{keys: map[string]clientKeys{}, tls: map[string]*tlsClient{}, audiences: audiences, now: now, seen: seen}
 	for _, c := range cfgs {
 		ks, err := LoadKeys(c)
 		if err != nil {
@@ -119,8 +119,10 @@ func ClientID(assertion string) (string, bool) {
 	return c.Issuer, c.Issuer != ""
 }
 
-// Verify checks an assertion of client id and records its jti. Every
-// refusal is ErrInvalid wrapped with a reason for logs.
+// Verify checks an assertion of client id and claims its jti. Every
+// refusal is ErrInvalid wrapped with a reason for logs; an error that is
+// not ErrInvalid (the state unreachable: state.ErrUnavailable) is the
+// server's, and the assertion was not accepted.
 func (v *Verifier) Verify(ctx context.Context, id, assertion string) error {
 	ks, ok := v.keys[id]
 	if !ok {
@@ -148,14 +150,24 @@ func (v *Verifier) Verify(ctx context.Context, id, assertion string) error {
 	if c.Expiry > maxExp || (c.IssuedAt != 0 && c.Expiry-c.IssuedAt > int64(MaxLifetime/time.Second)) {
 		return fmt.Errorf("%w: lifetime longer than %v", ErrInvalid, MaxLifetime)
 	}
-	switch v.seen.Add(now.Unix(), id, c.JTI) {
-	case nil:
-		return nil
-	case seenonce.ErrSeen:
-		return fmt.Errorf("%w: jti replayed", ErrInvalid)
-	default:
-		return fmt.Errorf("%w: too many recent assertions", ErrInvalid)
+	// Claimed last, once the signature is known good: only the holder of
+	// a registered key can add claims.
+	first, err := v.seen.Claim(ctx, replayKey(id, c.JTI), time.Unix(c.Expiry, 0).Add(Leeway))
+	if err != nil {
+		return fmt.Errorf("claiming the assertion's jti: %w", err)
 	}
+	if !first {
+		return fmt.Errorf("%w: jti replayed", ErrInvalid)
+	}
+	return nil
+}
+
+// replayKey is the claim of a client's jti: a hash, so that no jti reaches
+// the state store (or its logs), of the two joined unambiguously (the id's
+// length first).
+func replayKey(id, jti string) string {
+	sum := sha256.Sum256([]byte(strconv.Itoa(len(id)) + ":" + id + jti))
+	return "client_assertion:" + hex.EncodeToString(sum[:])
 }
 
 // clientKeys are one client's public keys, as an accesstoken.KeySource.

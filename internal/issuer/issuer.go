@@ -67,7 +67,8 @@ type Issuer struct {
 	Now func() time.Time
 
 	logger *zap.Logger
-	close  func() // releases the state backend's handles
+	seen   state.SeenOnce // client assertion jtis, cluster-wide
+	close  func()         // releases the state backend's handles
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -93,12 +94,6 @@ func New(ctx context.Context, name string, cfg *Config, storage certmagic.Storag
 	}
 	iss := &Issuer{Name: name, Config: rc, Clients: reg, Now: time.Now, logger: logger}
 	now := func() time.Time { return iss.Now() }
-	// RFC 7523 §3: the aud of an assertion is the token endpoint's URL;
-	// the issuer URL is accepted too (OpenID Connect's private_key_jwt).
-	base := rc.BaseURL()
-	if iss.Assertions, err = clientauth.NewVerifier(rc.Clients, []string{base + TokenPath, base, base + "/"}, now); err != nil {
-		return nil, err
-	}
 	if th := rc.Throttle; !th.Disabled {
 		iss.ClientFailures = &throttle.Limiter{Max: th.PerClient, Window: time.Duration(th.Window), Now: now}
 		iss.AddressFailures = &throttle.Limiter{Max: th.PerAddress, Window: time.Duration(th.Window), Now: now}
@@ -113,6 +108,19 @@ func New(ctx context.Context, name string, cfg *Config, storage certmagic.Storag
 		st = *h
 		storage = h.Storage
 		iss.close = h.Close
+	}
+	if st.SeenOnce == nil {
+		st.SeenOnce = caddystorage.NewSeenOnce(storage, prefix, now, logger)
+	}
+	iss.seen = st.SeenOnce
+	// RFC 7523 §3: the aud of an assertion is the token endpoint's URL;
+	// the issuer URL is accepted too (OpenID Connect's private_key_jwt).
+	base := rc.BaseURL()
+	if iss.Assertions, err = clientauth.NewVerifier(rc.Clients, []string{base + TokenPath, base, base + "/"}, st.SeenOnce, now); err != nil {
+		if iss.close != nil {
+			iss.close()
+		}
+		return nil, err
 	}
 	kc := keys.Config{
 		Storage:     storage,
@@ -216,16 +224,25 @@ func (i *Issuer) Start() {
 		} else if n > 0 {
 			i.logger.Debug("swept expired refresh tokens", zap.Int("deleted", n))
 		}
-		if sw, ok := i.Revocations.(interface {
-			Sweep(context.Context) (int, error)
-		}); ok {
-			if n, err := sw.Sweep(ctx); err != nil {
-				i.logger.Error("sweeping expired revocations", zap.Error(err))
-			} else if n > 0 {
-				i.logger.Debug("swept expired revocations", zap.Int("deleted", n))
-			}
-		}
+		i.sweep(ctx, "revocations", i.Revocations)
+		i.sweep(ctx, "client assertion jtis", i.seen)
 	})
+}
+
+// sweep runs the Sweep of a state handle that has one (those on Caddy's
+// storage: what expired is deleted by whoever comes by).
+func (i *Issuer) sweep(ctx context.Context, what string, h any) {
+	sw, ok := h.(interface {
+		Sweep(context.Context) (int, error)
+	})
+	if !ok {
+		return
+	}
+	if n, err := sw.Sweep(ctx); err != nil {
+		i.logger.Error("sweeping expired "+what, zap.Error(err))
+	} else if n > 0 {
+		i.logger.Debug("swept expired "+what, zap.Int("deleted", n))
+	}
 }
 
 // every runs f every interval until ctx is done.
