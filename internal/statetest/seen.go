@@ -127,3 +127,17 @@ func SeenOnce(t *testing.T, open OpenSeenOnce, down func(t *testing.T) (restore 
 		})
 	}
 }
+
+// BenchmarkSeenOnce measures the first claim of a key, a new key each time.
+func BenchmarkSeenOnce(b *testing.B, s state.SeenOnce) {
+	ctx := context.Background()
+	until := time.Now().Add(5 * time.Minute)
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		if first, err := s.Claim(ctx, strconv.Itoa(i), until); err != nil || !first {
+			b.Fatal(first, err)
+		}
+	}
+}

@@ -38,3 +38,9 @@ func TestSeenOnceCluster(t *testing.T) {
 		t.Fatalf("a claim was taken again on another node's client: %v %v", first, err)
 	}
 }
+
+// BenchmarkSeenOnceClaim is the first claim of a key on Redis: one SET NX
+// PXAT round trip.
+func BenchmarkSeenOnceClaim(b *testing.B) {
+	statetest.BenchmarkSeenOnce(b, openB(b, Redis{Addresses: []string{testredis.Start(b).Addr()}}).SeenOnce)
+}
