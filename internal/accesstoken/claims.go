@@ -6,11 +6,12 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/tokengate/tokengate/internal/jose"
 )
 
 // Claims are the claims of an access token (RFC 9068 §2.2): what the
@@ -212,37 +213,11 @@ func ParseClaims(payload []byte) (*Claims, error) {
 	p := string(payload)
 	// Spans of the members read here: raw JSON values within p.
 	var iss, sub, jti, sid, clientID, azp, exp, nbf, iat, aud, scope, scp, cnf string
-	var names [16]string // the first member names, for the duplicate check
-	var more map[string]bool
-	sc := members{p: p}
-	for n := 0; ; n++ {
-		name, val, ok := sc.next()
+	sc := jose.NewObject(p, maxClaims)
+	for {
+		name, val, ok := sc.Next()
 		if !ok {
 			break
-		}
-		if n >= maxClaims {
-			return nil, ErrBadClaims
-		}
-		// A repeated member is refused, not resolved: parsers disagree on
-		// which one counts (encoding/json and jwx take the last).
-		if n < len(names) {
-			for _, seen := range names[:n] {
-				if seen == name {
-					return nil, ErrBadClaims
-				}
-			}
-			names[n] = name
-		} else {
-			if more == nil {
-				more = make(map[string]bool, 2*len(names))
-				for _, seen := range names {
-					more[seen] = true
-				}
-			}
-			if more[name] {
-				return nil, ErrBadClaims
-			}
-			more[name] = true
 		}
 		switch name {
 		case "iss":
@@ -273,8 +248,8 @@ func ParseClaims(payload []byte) (*Claims, error) {
 			cnf = val
 		}
 	}
-	if sc.err != nil {
-		return nil, sc.err
+	if sc.Bad() {
+		return nil, ErrBadClaims
 	}
 	var err error
 	c := &Claims{payload: p}
@@ -360,17 +335,12 @@ func parseConfirmation(span string) (*Confirmation, error) {
 		return nil, ErrBadClaims
 	}
 	cf := &Confirmation{}
-	var seen []string
-	sc := members{p: span}
+	sc := jose.NewObject(span, maxClaims)
 	for {
-		name, val, ok := sc.next()
+		name, val, ok := sc.Next()
 		if !ok {
 			break
 		}
-		if len(seen) >= maxClaims || slices.Contains(seen, name) {
-			return nil, ErrBadClaims
-		}
-		seen = append(seen, name)
 		var err error
 		switch name {
 		case "jkt":
@@ -384,126 +354,17 @@ func parseConfirmation(span string) (*Confirmation, error) {
 			return nil, err
 		}
 	}
-	if sc.err != nil {
-		return nil, sc.err
+	if sc.Bad() {
+		return nil, ErrBadClaims
 	}
 	return cf, nil
 }
 
-// members iterates over the members of the JSON object p, which must be
-// valid JSON (json.Valid); anything but an object is an error.
-type members struct {
-	p       string
-	i       int
-	started bool
-	err     error
-}
-
-// next returns the next member's name (unescaped) and raw value.
-func (m *members) next() (name, val string, ok bool) {
-	p := m.p
-	if !m.started {
-		m.started = true
-		i := skipSpace(p, 0)
-		if i >= len(p) || p[i] != '{' {
-			m.err = ErrBadClaims
-			return "", "", false
-		}
-		m.i = skipSpace(p, i+1)
-	} else {
-		if m.i >= len(p) || p[m.i] != ',' {
-			return "", "", false // '}', or an earlier error
-		}
-		m.i = skipSpace(p, m.i+1)
-	}
-	i := m.i
-	if p[i] == '}' {
-		return "", "", false
-	}
-	end := endOfString(p, i)
-	name = p[i+1 : end-1]
-	if strings.IndexByte(name, '\\') >= 0 || !utf8.ValidString(name) {
-		var unescaped string // a variable of its own: only this branch allocates
-		if json.Unmarshal([]byte(p[i:end]), &unescaped) != nil {
-			m.err, m.i = ErrBadClaims, len(p)
-			return "", "", false
-		}
-		name = unescaped
-	}
-	i = skipSpace(p, skipSpace(p, end)+1) // past ':'
-	end = endOfValue(p, i)
-	m.i = skipSpace(p, end)
-	return name, p[i:end], true
-}
-
-func skipSpace(p string, i int) int {
-	for i < len(p) && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// endOfString returns the index after the string starting at p[i] == '"'.
-func endOfString(p string, i int) int {
-	for i++; i < len(p); i++ {
-		switch p[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return len(p)
-}
-
-// endOfValue returns the index after the value starting at p[i].
-func endOfValue(p string, i int) int {
-	switch p[i] {
-	case '"':
-		return endOfString(p, i)
-	case '{', '[':
-		depth := 0
-		for i < len(p) {
-			switch p[i] {
-			case '"':
-				i = endOfString(p, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return len(p)
-	}
-	for i < len(p) {
-		switch p[i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return i
-		}
-		i++
-	}
-	return i
-}
-
-// jsonString decodes a raw JSON value that must be a string (or null, which
-// is ""), as json.Unmarshal into a string does. Without escapes the result
-// shares the payload's memory.
+// jsonString decodes a raw JSON value that must be a string (or null,
+// which is ""), as json.Unmarshal into a string does (jose.String).
 func jsonString(span string) (string, error) {
-	if span == "null" {
-		return "", nil
-	}
-	if span[0] != '"' {
-		return "", ErrBadClaims
-	}
-	if in := span[1 : len(span)-1]; strings.IndexByte(in, '\\') < 0 && utf8.ValidString(in) {
-		return in, nil
-	}
-	var s string
-	if json.Unmarshal([]byte(span), &s) != nil {
+	s, ok := jose.String(span)
+	if !ok {
 		return "", ErrBadClaims
 	}
 	return s, nil

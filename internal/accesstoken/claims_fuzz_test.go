@@ -1,6 +1,7 @@
 package accesstoken
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"strings"
@@ -137,9 +138,19 @@ func sameConfirmation(got *Confirmation, present bool, want *struct {
 	return got != nil && got.JKT == want.JKT && got.X5T == want.X5T
 }
 
+// countMembers counts the members of the object payload, repeated ones
+// too.
 func countMembers(payload []byte) int {
-	n, m := 0, members{p: string(payload)}
-	for _, _, ok := m.next(); ok; _, _, ok = m.next() {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return 0
+	}
+	n := 0
+	for dec.More() {
+		var val json.RawMessage
+		if _, err := dec.Token(); err != nil || dec.Decode(&val) != nil {
+			return n
+		}
 		n++
 	}
 	return n

@@ -152,7 +152,7 @@ func (v *Verifier) VerifySignature(ctx context.Context, tok string) (*Token, err
 	if tok == "" {
 		return nil, ErrMalformed
 	}
-	hdrEnc, payloadEnc, sigEnc, err := splitCompact(tok)
+	hdrEnc, payloadEnc, _, err := splitCompact(tok)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +182,7 @@ func (v *Verifier) VerifySignature(ctx context.Context, tok string) (*Token, err
 	if hdr.Alg != k.Alg.String() {
 		return nil, ErrAlgMismatch
 	}
-	payload, err := verifySignature(k, tok, payloadEnc, sigEnc)
+	payload, err := verifySignature(k, tok, payloadEnc)
 	if err != nil {
 		return nil, err
 	}
