@@ -43,15 +43,17 @@ import (
 	"math"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws"
 
+	"github.com/tokengate/tokengate/internal/jose"
 	"github.com/tokengate/tokengate/internal/seenonce"
 )
 
@@ -183,47 +185,22 @@ type Proof struct {
 
 // Check verifies a proof for a request and records its jti.
 func (c *Checker) Check(proof string, req Request) (*Proof, error) {
-	if len(proof) > MaxProofSize {
-		return nil, errTooLarge
-	}
-	hdrEnc, payloadEnc, sigEnc, ok := splitCompact(proof)
-	if !ok {
-		return nil, errMalformed
-	}
-	k, err := c.proofKey(hdrEnc)
-	if err != nil {
-		return nil, err
-	}
-	input := proof[:len(hdrEnc)+1+len(payloadEnc)]
-	if !verify(k, input, sigEnc) {
-		return nil, errSignature
-	}
-	if k.fresh {
-		rememberKey(hdrEnc, k)
-	}
-	cl, err := parseClaims(payloadEnc)
+	k, cl, err := c.read(proof)
 	if err != nil {
 		return nil, err
 	}
 	if cl.htm != req.Method {
 		return nil, errMethod
 	}
-	want, ok := normalURL(req.URL)
-	if !ok {
-		return nil, errURL
-	}
-	if got, ok := normalURL(cl.htu); !ok || got != want {
+	if !sameURL(cl.htu, req.URL) {
 		return nil, errURL
 	}
 	now := c.now().Unix()
 	if cl.iat < now-c.window || cl.iat > now+c.window {
 		return nil, errIssuedAt
 	}
-	if req.AccessToken != "" {
-		sum := sha256.Sum256([]byte(req.AccessToken))
-		if cl.ath != base64.RawURLEncoding.EncodeToString(sum[:]) {
-			return nil, errATH
-		}
+	if req.AccessToken != "" && !matchesATH(cl.ath, req.AccessToken) {
+		return nil, errATH
 	}
 	if c.nonces != nil && !c.nonces.valid(cl.nonce, c.now()) {
 		return nil, ErrUseNonce
@@ -233,6 +210,43 @@ func (c *Checker) Check(proof string, req Request) (*Proof, error) {
 		return nil, err
 	}
 	return &Proof{JKT: k.jkt}, nil
+}
+
+// read checks what a proof is by itself: its form, its header and key,
+// its signature and the form of its claims. The claims' strings may share
+// the memory of the decoded payload; nothing of them outlives Check.
+func (c *Checker) read(proof string) (*proofKey, claims, error) {
+	if len(proof) > MaxProofSize {
+		return nil, claims{}, errTooLarge
+	}
+	hdrEnc, payloadEnc, _, _, ok := jose.SplitCompact(proof)
+	if !ok {
+		return nil, claims{}, errMalformed
+	}
+	k, err := c.proofKey(hdrEnc)
+	if err != nil {
+		return nil, claims{}, err
+	}
+	if !jose.VerifyCompact(k.alg, k.public, proof) {
+		return nil, claims{}, errSignature
+	}
+	if k.fresh {
+		rememberKey(hdrEnc, k)
+	}
+	cl, err := parseClaims(payloadEnc)
+	if err != nil {
+		return nil, claims{}, err
+	}
+	return k, cl, nil
+}
+
+// matchesATH reports whether ath is the ath claim of token, without
+// building the expected one on the heap.
+func matchesATH(ath, token string) bool {
+	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
+	var want [43]byte // base64url of 32 bytes, unpadded
+	base64.RawURLEncoding.Encode(want[:], sum[:])
+	return ath == string(want[:])
 }
 
 // ATH is the ath claim for an access token: its SHA-256, base64url.
@@ -254,7 +268,9 @@ type proofKey struct {
 var supportedAlgs = []string{"ES256", "ES384", "ES512", "EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 
 // proofKey reads a proof's protected header: typ, alg and the jwk, which
-// must be a public key of the kind alg needs.
+// must be a public key of the kind alg needs. A client signs all its
+// proofs with one header, so past its first proof the key comes from the
+// key cache; only then does jwx parse the JWK and compute its thumbprint.
 func (c *Checker) proofKey(hdrEnc string) (*proofKey, error) {
 	if k, ok := lookupKey(hdrEnc); ok {
 		if !slices.Contains(c.algs, k.alg.String()) {
@@ -263,42 +279,62 @@ func (c *Checker) proofKey(hdrEnc string) (*proofKey, error) {
 		return k, nil
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(hdrEnc)
-	if err != nil {
+	if err != nil || !json.Valid(raw) {
 		return nil, errMalformed
 	}
-	m, err := object(raw)
-	if err != nil {
+	var typ, alg, rawKey string
+	var extension bool
+	hdr := jose.NewObject(string(raw), maxMembers)
+	for {
+		name, val, ok := hdr.Next()
+		if !ok {
+			break
+		}
+		switch name {
+		case "typ":
+			typ = val
+		case "alg":
+			alg = val
+		case "jwk":
+			rawKey = val
+		case "crit", "b64":
+			extension = true
+		}
+	}
+	if hdr.Bad() {
 		return nil, errMalformed
 	}
-	var typ, alg string
-	if json.Unmarshal(m["typ"], &typ) != nil || !strings.EqualFold(typ, "dpop+jwt") {
+	if typ, ok := jose.String(typ); !ok || !strings.EqualFold(typ, "dpop+jwt") {
 		return nil, errTyp
 	}
-	if _, ok := m["crit"]; ok {
+	if extension {
 		return nil, errMalformed // no extension is understood (RFC 7515 §4.1.11)
 	}
-	if _, ok := m["b64"]; ok {
-		return nil, errMalformed
-	}
-	if json.Unmarshal(m["alg"], &alg) != nil || !slices.Contains(c.algs, alg) {
+	alg, ok := jose.String(alg)
+	if !ok || !slices.Contains(c.algs, alg) {
 		return nil, errAlg
 	}
-	rawKey, ok := m["jwk"]
-	if !ok {
+	if rawKey == "" {
 		return nil, errKey
 	}
-	km, err := object(rawKey)
-	if err != nil {
-		return nil, errKey
-	}
-	// A private key in a header is a client's mistake that must not be
-	// rewarded; jwk.ParseKey would accept it and derive the public half.
-	for _, name := range []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"} {
-		if _, ok := km[name]; ok {
+	km := jose.NewObject(rawKey, maxMembers)
+	for {
+		name, _, ok := km.Next()
+		if !ok {
+			break
+		}
+		switch name {
+		case "d", "p", "q", "dp", "dq", "qi", "oth", "k":
+			// A private key in a header is a client's mistake that must
+			// not be rewarded; jwk.ParseKey would accept it and derive
+			// the public half.
 			return nil, errKey
 		}
 	}
-	key, err := jwk.ParseKey(rawKey)
+	if km.Bad() {
+		return nil, errKey
+	}
+	key, err := jwk.ParseKey([]byte(rawKey))
 	if err != nil {
 		return nil, errKey
 	}
@@ -339,12 +375,6 @@ func keyFits(alg string, pub any) bool {
 		return (strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")) && k.N.BitLen() >= 2048
 	}
 	return false
-}
-
-// verify checks the signature of input with k.
-func verify(k *proofKey, input, sigEnc string) bool {
-	_, err := jws.VerifyCompactFast(k.public, []byte(input+"."+sigEnc), k.alg)
-	return err == nil
 }
 
 // maxCachedKeys bounds the key cache; when it is full it is emptied and
@@ -389,105 +419,149 @@ type claims struct {
 	iat                       int64
 }
 
-func parseClaims(enc string) (*claims, error) {
+// parseClaims reads a proof's claims strictly, as json.Unmarshal into
+// strings and a float64 would read the members one by one, but from one
+// object with unique, exactly named members: jti, htm and htu non-empty
+// strings, ath and nonce strings when present, iat an integral number
+// below 2^62 in magnitude (null reads as 0, which no window accepts).
+func parseClaims(enc string) (claims, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(enc)
-	if err != nil {
-		return nil, errClaims
+	if err != nil || !json.Valid(raw) {
+		return claims{}, errClaims
 	}
-	m, err := object(raw)
-	if err != nil {
-		return nil, errClaims
-	}
+	// raw is not changed after this: its members are read in place.
+	obj := jose.NewObject(unsafe.String(unsafe.SliceData(raw), len(raw)), maxMembers)
 	var cl claims
+	var jti, htm, htu, ath, nonce, iat string
+	for {
+		name, val, ok := obj.Next()
+		if !ok {
+			break
+		}
+		switch name {
+		case "jti":
+			jti = val
+		case "htm":
+			htm = val
+		case "htu":
+			htu = val
+		case "ath":
+			ath = val
+		case "nonce":
+			nonce = val
+		case "iat":
+			iat = val
+		}
+	}
+	if obj.Bad() {
+		return claims{}, errClaims
+	}
 	for _, f := range []struct {
-		name     string
+		span     string
 		dst      *string
 		required bool
-	}{{"jti", &cl.jti, true}, {"htm", &cl.htm, true}, {"htu", &cl.htu, true}, {"ath", &cl.ath, false}, {"nonce", &cl.nonce, false}} {
-		v, ok := m[f.name]
-		if !ok {
+	}{{jti, &cl.jti, true}, {htm, &cl.htm, true}, {htu, &cl.htu, true}, {ath, &cl.ath, false}, {nonce, &cl.nonce, false}} {
+		if f.span == "" {
 			if f.required {
-				return nil, errClaims
+				return claims{}, errClaims
 			}
 			continue
 		}
-		if json.Unmarshal(v, f.dst) != nil || (f.required && *f.dst == "") {
-			return nil, errClaims
+		var ok bool
+		if *f.dst, ok = jose.String(f.span); !ok || (f.required && *f.dst == "") {
+			return claims{}, errClaims
 		}
 	}
 	if len(cl.jti) > maxJTILength {
-		return nil, errClaims
+		return claims{}, errClaims
 	}
-	var iat float64
-	if json.Unmarshal(m["iat"], &iat) != nil || iat != math.Trunc(iat) || math.Abs(iat) >= 1<<62 {
-		return nil, errClaims
+	if cl.iat, err = issuedAt(iat); err != nil {
+		return claims{}, err
 	}
-	cl.iat = int64(iat)
-	return &cl, nil
+	return cl, nil
 }
 
-// object decodes a JSON object strictly: unique member names (a classic
-// source of disagreement between parsers, which take the first or the
-// last), at most maxMembers of them, nothing after it.
-func object(raw []byte) (map[string]json.RawMessage, error) {
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, errMalformed
+// issuedAt reads iat as json.Unmarshal into a float64 does, then demands
+// an integral value below 2^62 in magnitude. Plain integers of up to 15
+// digits (every real timestamp) skip the float conversion, whose result
+// they equal.
+func issuedAt(span string) (int64, error) {
+	switch {
+	case span == "null":
+		return 0, nil
+	case span == "" || span[0] != '-' && (span[0] < '0' || span[0] > '9'):
+		return 0, errClaims // absent, a string, an object...
 	}
-	m := make(map[string]json.RawMessage, 8)
-	for dec.More() {
-		t, err := dec.Token()
+	if digits := strings.TrimPrefix(span, "-"); len(digits) <= 15 && strings.Trim(digits, "0123456789") == "" {
+		n, err := strconv.ParseInt(span, 10, 64)
 		if err != nil {
-			return nil, errMalformed
+			return 0, errClaims
 		}
-		name, ok := t.(string)
-		if _, dup := m[name]; !ok || dup || len(m) >= maxMembers {
-			return nil, errMalformed
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, errMalformed
-		}
-		m[name] = v
+		return n, nil
 	}
-	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
-		return nil, errMalformed
+	f, err := strconv.ParseFloat(span, 64)
+	if err != nil || f != math.Trunc(f) || math.Abs(f) >= 1<<62 {
+		return 0, errClaims
 	}
-	if dec.More() {
-		return nil, errMalformed
-	}
-	if _, err := dec.Token(); err == nil {
-		return nil, errMalformed // trailing data
-	}
-	return m, nil
+	return int64(f), nil
 }
 
-// splitCompact splits a compact JWS into its three parts, refusing any
-// byte outside the base64url alphabet and non-canonical encodings.
-func splitCompact(tok string) (hdr, payload, sig string, ok bool) {
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return "", "", "", false
+// sameURL reports whether a proof's htu names the request's URL: both
+// normalized (normalURL) and equal. The request's URL, which the gate
+// builds, is usually normal already and the client's htu the same string:
+// then nothing needs parsing.
+func sameURL(htu, reqURL string) bool {
+	if htu == reqURL && isNormalURL(reqURL) {
+		return true
 	}
-	for _, p := range parts {
-		if p == "" || !canonical(p) {
-			return "", "", "", false
-		}
+	want, ok := normalURL(reqURL)
+	if !ok {
+		return false
 	}
-	return parts[0], parts[1], parts[2], true
+	got, ok := normalURL(htu)
+	return ok && got == want
 }
 
-// canonical reports whether s is the one unpadded base64url encoding of
-// its bytes.
-func canonical(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+// isNormalURL reports, for a plain URL only, whether normalURL(s) is s:
+// scheme http or https, a host of lowercase letters, digits, dots and
+// dashes with no port or a port that is not the scheme's default, and a
+// path of unreserved characters and slashes (nothing to escape or
+// unescape, no query, no fragment). It may answer false for other normal
+// URLs; then they are parsed.
+func isNormalURL(s string) bool {
+	rest, ok := strings.CutPrefix(s, "https://")
+	def := "443"
+	if !ok {
+		if rest, ok = strings.CutPrefix(s, "http://"); !ok {
+			return false
+		}
+		def = "80"
+	}
+	slash := strings.IndexByte(rest, '/')
+	if slash < 0 {
+		return false // normalURL adds the "/"
+	}
+	host, path := rest[:slash], rest[slash:]
+	name, port, hasPort := strings.Cut(host, ":")
+	if name == "" || (hasPort && (port == "" || port == def)) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '-') {
 			return false
 		}
 	}
-	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
-	return err == nil && base64.RawURLEncoding.EncodedLen(len(b)) == len(s)
+	for i := 0; i < len(port); i++ {
+		if c := port[i]; c < '0' || c > '9' {
+			return false
+		}
+	}
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
+			return false
+		}
+	}
+	return true
 }
 
 // normalURL is u without query and fragment, normalized as RFC 9449 §4.3
