@@ -48,6 +48,10 @@ func dpopSeries(ctx context.Context, caddy *caddyProc) error {
 		fmt.Printf("dpop round %d\n", round)
 		res := map[string]result{}
 		var pool *proofPool
+		prof := ""
+		if round == 1 {
+			prof = *profile
+		}
 		run := func(s step) error {
 			if s.key == "guarded-dpop" {
 				// Made just before use: the proofs' iat must stay within the window.
@@ -58,7 +62,7 @@ func dpopSeries(ctx context.Context, caddy *caddyProc) error {
 				pool = p
 				s.next = func() source { return source{next: pool.next} }
 			}
-			r, err := measure(ctx, caddy, s.name, s.addr, s.next, false, "")
+			r, err := measure(ctx, caddy, s.name, s.addr, s.next, false, prof)
 			if err != nil {
 				return err
 			}
