@@ -65,6 +65,11 @@ func family16(id string) ([16]byte, bool) {
 }
 
 func (s *Store) redeemLegacy(ctx context.Context, token, clientID string, ttl time.Duration, mint func(Grant) (AccessRef, error)) (Grant, string, error) {
+	// The keys that make the successor, loaded before anything changes.
+	ring, err := s.ready(ctx)
+	if err != nil {
+		return Grant{}, "", err
+	}
 	rec, err := s.loadLegacy(ctx, token)
 	if err != nil {
 		return Grant{}, "", err
@@ -121,7 +126,7 @@ func (s *Store) redeemLegacy(ctx context.Context, token, clientID string, ttl ti
 	if err := s.settle(ctx, err, out, final, clientID, rec.Family); err != nil {
 		return Grant{}, "", err
 	}
-	return rec.Grant, s.successor(fam, rec.Grant, final, ttl), nil
+	return rec.Grant, successor(ring, fam, rec.Grant, final, ttl), nil
 }
 
 func (s *Store) revokeLegacy(ctx context.Context, token, clientID string) error {

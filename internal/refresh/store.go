@@ -147,7 +147,10 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if s.families == nil {
 		s.families = s.legacy
 	}
-	if err := s.loadKeys(ctx); errors.Is(err, state.ErrUnavailable) {
+	if n, ok := cfg.Storage.(state.ResetNotifier); ok {
+		n.OnReset(s.forgetKeys)
+	}
+	if _, err := s.loadKeys(ctx); errors.Is(err, state.ErrUnavailable) {
 		cfg.Logger.Warn("refresh token keys not loaded: state unavailable; loading them when needed", zap.Error(err))
 	} else if err != nil {
 		return nil, fmt.Errorf("loading refresh token keys: %v", err)
@@ -166,10 +169,11 @@ func (s *Store) ready(ctx context.Context) (*keyRing, error) {
 	if r := s.ring.Load(); r != nil {
 		return r, nil
 	}
-	if err := s.loadKeys(ctx); err != nil {
+	r, err := s.loadKeys(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("loading refresh token keys: %w", err)
 	}
-	return s.ring.Load(), nil
+	return r, nil
 }
 
 // Issue makes the first refresh token of a new family, valid for ttl;
@@ -207,16 +211,18 @@ func (s *Store) Issue(ctx context.Context, g Grant, ttl time.Duration, access ..
 
 // parse checks a token of this format: its MAC, and that it is unexpired.
 // Its error is ErrInvalid, or wraps state.ErrUnavailable when the keys
-// cannot be loaded.
-func (s *Store) parse(ctx context.Context, token string) (*claims, error) {
-	if _, err := s.ready(ctx); err != nil {
-		return nil, err
+// cannot be loaded. It returns the keys it checked the token with, which
+// make the successor (the store may forget its keys meanwhile).
+func (s *Store) parse(ctx context.Context, token string) (*claims, *keyRing, error) {
+	r, err := s.ready(ctx)
+	if err != nil {
+		return nil, nil, err
 	}
-	c, err := decode(token, s.keyFor)
+	c, err := decode(token, r.keyFor)
 	if err != nil || s.cfg.Now().Unix() >= c.expires {
-		return nil, ErrInvalid
+		return nil, nil, ErrInvalid
 	}
-	return c, nil
+	return c, r, nil
 }
 
 // outcome is what a redemption did to a family.
@@ -238,7 +244,7 @@ func (s *Store) Redeem(ctx context.Context, token, clientID string, ttl time.Dur
 	if isLegacy(token) {
 		return s.redeemLegacy(ctx, token, clientID, ttl, mint)
 	}
-	c, err := s.parse(ctx, token)
+	c, ring, err := s.parse(ctx, token)
 	if errors.Is(err, state.ErrUnavailable) {
 		return Grant{}, "", err
 	}
@@ -290,13 +296,18 @@ func (s *Store) Redeem(ctx context.Context, token, clientID string, ttl time.Dur
 		final = rec
 		return rec, true, nil
 	})
+	if err == nil {
+		// Whatever the record said, it counts only if it was the record
+		// of the store the token's key belongs to.
+		err = s.keyStored(ctx, c.key)
+	}
 	if err := s.settle(ctx, err, out, final, clientID, famID); err != nil {
 		return Grant{}, "", err
 	}
 	if out == retried {
 		s.cfg.Logger.Info("refresh token retried within the reuse interval; same answer", zap.String("client_id", clientID), zap.String("family", famID))
 	}
-	return c.grant, s.successor(c.family, c.grant, final, ttl), nil
+	return c.grant, successor(ring, c.family, c.grant, final, ttl), nil
 }
 
 // settle finishes a redemption whose Update returned err: a reuse revokes
@@ -350,9 +361,9 @@ func withAccess(rec *state.Family, ref AccessRef, now time.Time) {
 // successor is the token of a family's current generation, made at its
 // rotation: every field comes from the record and the grant, so a retry
 // gets the same token.
-func (s *Store) successor(family [16]byte, g Grant, rec state.Family, ttl time.Duration) string {
+func successor(r *keyRing, family [16]byte, g Grant, rec state.Family, ttl time.Duration) string {
 	c := claims{family: family, generation: rec.Generation, grant: g, issued: rec.Rotated.Unix(), expires: rec.Rotated.Add(ttl).Unix()}
-	return c.encode(s.ring.Load().current)
+	return c.encode(r.current)
 }
 
 // revokeAccess revokes the unexpired access tokens of a revoked family:
@@ -382,7 +393,7 @@ func (s *Store) RevokeFamily(ctx context.Context, token, clientID string) error 
 	if isLegacy(token) {
 		return s.revokeLegacy(ctx, token, clientID)
 	}
-	c, err := s.parse(ctx, token)
+	c, _, err := s.parse(ctx, token)
 	if errors.Is(err, state.ErrUnavailable) {
 		return err
 	}
@@ -447,7 +458,7 @@ func (s *Store) Lookup(ctx context.Context, token string) (Info, error) {
 	if isLegacy(token) {
 		return s.lookupLegacy(ctx, token)
 	}
-	c, err := s.parse(ctx, token)
+	c, _, err := s.parse(ctx, token)
 	if errors.Is(err, state.ErrUnavailable) {
 		return Info{}, err
 	}
@@ -464,6 +475,9 @@ func (s *Store) Lookup(ctx context.Context, token string) (Info, error) {
 		return Info{}, ErrInvalid
 	case !found && c.generation != 0:
 		return Info{}, ErrInvalid
+	}
+	if err := s.keyStored(ctx, c.key); err != nil {
+		return Info{}, err
 	}
 	return Info{Grant: c.grant, Issued: time.Unix(c.issued, 0), Expires: time.Unix(c.expires, 0)}, nil
 }

@@ -41,6 +41,8 @@ type claims struct {
 	// access is the access token issued with a family's first token, so
 	// that revoking the family before its first redemption revokes it too.
 	access AccessRef
+	// key is the key the token's MAC was checked with (decode); not encoded.
+	key *macKey
 }
 
 var errMalformed = errors.New("malformed refresh token")
@@ -98,7 +100,7 @@ func decode(token string, keyFor func(id uint32) *macKey) (*claims, error) {
 		return nil, errMalformed
 	}
 	r := reader{b: body[5:]}
-	c := &claims{kid: key.id}
+	c := &claims{kid: key.id, key: key}
 	copy(c.family[:], r.bytes(len(c.family)))
 	c.generation = r.uvarint()
 	c.issued = r.varint()

@@ -54,6 +54,14 @@ type Handles struct {
 	Close func()
 }
 
+// ResetNotifier is a Handles.Storage that notices when its store lost its
+// data (a Redis restarted empty or flushed): it calls each f registered
+// with OnReset once it has noticed, so that what was loaded from the lost
+// store (the refresh token MAC keys) is loaded again.
+type ResetNotifier interface {
+	OnReset(f func())
+}
+
 // Revocations is the list of revoked access tokens, by jti.
 type Revocations interface {
 	// Revoke denies the token with this jti until its exp (plus the

@@ -23,19 +23,20 @@
 // something not stored. The gate keeps reading the revocations and keys in
 // memory. When the subscription comes back, the instance reads every live
 // revocation again. When the epoch key is gone, Redis lost its data: the
-// instance writes back the signing keys, MAC keys and revocations it holds
-// (without overwriting what another instance wrote back first) before it
-// sets a new epoch, so nobody mints new keys over the ones in use.
-// Refresh token families are not held in memory and are lost with Redis'
-// data: run Redis with persistence (appendonly yes).
+// instance writes back the signing keys and revocations it holds (without
+// overwriting what another instance wrote back first) before it sets a new
+// epoch, so nobody mints new keys over the ones in use. Refresh token
+// families are not held in memory and are lost with Redis' data, so the
+// refresh token MAC keys are not written back: every refresh token made
+// before the loss is refused (internal/refresh, keyStored), and the
+// instances load or make new keys. Run Redis with persistence
+// (appendonly yes).
 package redis
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -47,6 +48,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/tokengate/tokengate/internal/refresh"
 	"github.com/tokengate/tokengate/internal/revocation"
 	"github.com/tokengate/tokengate/internal/state"
 )
@@ -225,7 +227,7 @@ func (r *Redis) open(prefix string, now func() time.Time) *state.Handles {
 		kp = DefaultKeyPrefix
 	}
 	b := &backend{client: r.client, base: kp + "{" + path.Base(prefix) + "}:", logger: r.logger, now: now}
-	b.files = &storage{b: b, files: b.key("files"), locks: map[string]string{}, held: map[string][]byte{}}
+	b.files = &storage{b: b, files: b.key("files"), locks: map[string]string{}, held: map[string][]byte{}, bound: refresh.StoreBound(prefix)}
 	b.revs = &revocations{b: b, mem: revocation.NewMemory()}
 	b.revs.resync.Store(true)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -257,48 +259,6 @@ type backend struct {
 
 func (b *backend) key(s string) string { return b.base + s }
 func (b *backend) channel() string     { return b.key("revocations") }
-
-// checkEpoch finds out whether Redis lost its data since this instance
-// last looked, and if so writes back what this instance holds before it
-// sets a new epoch. A changed epoch asks for a full read of revocations.
-func (b *backend) checkEpoch(ctx context.Context) error {
-	b.emu.Lock()
-	defer b.emu.Unlock()
-	key := b.key("epoch")
-	cur, err := b.client.Get(ctx, key).Result()
-	if err != nil && !errors.Is(err, goredis.Nil) {
-		return unavailable(err)
-	}
-	if errors.Is(err, goredis.Nil) {
-		files, err := b.files.restore(ctx)
-		if err != nil {
-			return err
-		}
-		revs, err := b.revs.restore(ctx)
-		if err != nil {
-			return err
-		}
-		if files > 0 || revs > 0 {
-			b.logger.Warn("redis had lost the issuer's state; wrote back what this instance holds",
-				zap.Int("files", files), zap.Int("revocations", revs))
-		}
-		id := make([]byte, 8)
-		if _, err := rand.Read(id); err != nil {
-			return err
-		}
-		if err := b.client.SetNX(ctx, key, hex.EncodeToString(id), 0).Err(); err != nil {
-			return unavailable(err)
-		}
-		if cur, err = b.client.Get(ctx, key).Result(); err != nil {
-			return unavailable(err)
-		}
-	}
-	if cur != b.epoch {
-		b.epoch = cur
-		b.revs.resync.Store(true)
-	}
-	return nil
-}
 
 var (
 	_ caddy.Provisioner  = (*Redis)(nil)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -27,15 +28,38 @@ import (
 // It remembers every file it stored or loaded, so that when Redis comes
 // back empty (restarted without persistence, or flushed) the instance
 // writes back what it holds instead of letting another instance mint new
-// keys (restore, driven by the revocation Sync).
+// keys (restore, driven by the revocation Sync). The refresh token state
+// is not written back (refresh.StoreBound): the families' records are lost,
+// so the tokens made before must stay refused, and their MAC keys with
+// them; the refresh store is told (OnReset) and loads the new ones.
 type storage struct {
 	b     *backend
 	files string // the hash: path -> 8-byte unix nanos modified + data
 	locks map[string]string
 	lmu   sync.Mutex
 
-	mu   sync.Mutex
-	held map[string][]byte // path -> stored value, for restore
+	mu      sync.Mutex
+	held    map[string][]byte // path -> stored value, for restore
+	bound   []string          // path prefixes never restored
+	onReset []func()
+}
+
+// OnReset registers f, called when this instance notices that Redis lost
+// the issuer's data (checkEpoch).
+func (s *storage) OnReset(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onReset = append(s.onReset, f)
+}
+
+// reset tells those registered with OnReset.
+func (s *storage) reset() {
+	s.mu.Lock()
+	hooks := slices.Clone(s.onReset)
+	s.mu.Unlock()
+	for _, f := range hooks {
+		f()
+	}
 }
 
 // lockTTL bounds how long a lock outlives an instance that died holding
@@ -202,12 +226,15 @@ func (s *storage) Unlock(ctx context.Context, name string) error {
 }
 
 // restore writes back the files this instance holds that the hash lacks
-// (HSETNX: what another instance wrote back first stays).
+// (HSETNX: what another instance wrote back first stays), but for the
+// refresh token state, which belongs to the store that was lost.
 func (s *storage) restore(ctx context.Context) (int, error) {
 	s.mu.Lock()
 	held := make(map[string][]byte, len(s.held))
 	for k, v := range s.held {
-		held[k] = v
+		if !slices.ContainsFunc(s.bound, func(p string) bool { return strings.HasPrefix(k, p) }) {
+			held[k] = v
+		}
 	}
 	s.mu.Unlock()
 	n := 0
@@ -247,4 +274,7 @@ func isConnectivity(msg string) bool {
 	return false
 }
 
-var _ certmagic.Storage = (*storage)(nil)
+var (
+	_ certmagic.Storage   = (*storage)(nil)
+	_ state.ResetNotifier = (*storage)(nil)
+)
