@@ -55,7 +55,7 @@ func refusedGrant(t *testing.T, what string, in *instance, rt string) {
 func TestRedisRestartedEmptyRefreshTokens(t *testing.T) {
 	srv := testredis.Start(t)
 	up := newUpstream(t)
-	ins := startOnRedis(t, []string{srv.Addr()}, up.URL, nil, 9741, 9742)
+	ins := startOnRedis(t, []string{srv.Addr()}, up.URL, nil, freePorts(t, 2)...)
 	a, b := ins[0], ins[1]
 	at0, rt0 := a.token(t)
 	at1, rt1 := redeemed(t, a, rt0)

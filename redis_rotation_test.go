@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"net"
 	"path"
 	"slices"
 	"strings"
@@ -103,6 +104,22 @@ func keysMade(ins []*instance) (n int, logs string) {
 	return n, all.String()
 }
 
+// freePorts picks n free loopback ports, so that test runs sharing a
+// machine do not meet on fixed ones.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var out []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out
+}
+
 // TestOneRotationOnRedis: three Caddy processes on one Redis (and on a
 // 3-master Redis Cluster) with key_rotation 1m rotate once, together.
 //
@@ -118,16 +135,15 @@ func TestOneRotationOnRedis(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		addrs func(t *testing.T) []string
-		ports []int
 	}{
-		{"standalone", func(t *testing.T) []string { return []string{testredis.Start(t).Addr()} }, []int{9731, 9732, 9733}},
-		{"cluster", func(t *testing.T) []string { return testredis.StartCluster(t).Addrs() }, []int{9734, 9735, 9736}},
+		{"standalone", func(t *testing.T) []string { return []string{testredis.Start(t).Addr()} }},
+		{"cluster", func(t *testing.T) []string { return testredis.StartCluster(t).Addrs() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel() // each waits for a minute and a half, mostly idle
 			addrs := tc.addrs(t)
 			up := newUpstream(t)
-			ins := startOnRedis(t, addrs, up.URL, []string{"key_rotation 1m"}, tc.ports...)
+			ins := startOnRedis(t, addrs, up.URL, []string{"key_rotation 1m"}, freePorts(t, 3)...)
 			rc := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: addrs, IsClusterMode: len(addrs) > 1})
 			t.Cleanup(func() { _ = rc.Close() })
 			ctx := context.Background()
