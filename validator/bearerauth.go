@@ -177,7 +177,8 @@ type Handler struct {
 	// DPoPNonce makes DPoP proofs carry a server nonce (RFC 9449 §9): a
 	// proof without a fresh one is answered 401 `use_dpop_nonce` with a
 	// `DPoP-Nonce` header to retry with. Nonces live 5 minutes and are
-	// shared by the routes of a Caddy process. Default: false.
+	// good at every route of every instance sharing Caddy's storage (their
+	// key is kept there). Default: false.
 	DPoPNonce bool `json:"dpop_nonce,omitempty"`
 
 	// RefreshInterval is how often a remote issuer's JWK set is refetched.
@@ -197,7 +198,8 @@ type Handler struct {
 	now      func() time.Time
 	noCache  bool // benchmarks measure the cold path with it
 
-	dpop *dpop.Checker
+	dpop   *dpop.Checker
+	nonces *dpop.Nonces // with DPoPNonce: shared through Caddy's storage (noncekey.go)
 
 	byIss map[string]*Handler // with Issuers: one per issuer, by iss (issuers.go)
 	intro *introspector       // with Introspection (introspect.go)
@@ -220,6 +222,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	metrics.Register(ctx.GetMetricsRegistry())
+	if h.DPoPNonce {
+		h.nonces = sharedNonces(ctx, ctx.Storage(), h.logger)
+	}
 	if err := h.provisionCommon(); err != nil {
 		return err
 	}

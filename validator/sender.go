@@ -41,14 +41,18 @@ var (
 const dpopNonceLifetime = 5 * time.Minute
 
 // routeNonces are the DPoP nonces of every bearer_auth route of the
-// process, so a nonce one route handed out is good at the others.
+// process when the key shared through Caddy's storage cannot be read
+// (noncekey.go), so a nonce one route handed out is good at the others.
 var routeNonces = sync.OnceValue(func() *dpop.Nonces { return dpop.NewNonces(dpopNonceLifetime) })
 
 // provisionSender sets up the DPoP checker and the DPoP challenge.
 func (h *Handler) provisionSender() error {
 	cfg := dpop.Config{Now: func() time.Time { return h.now() }}
 	if h.DPoPNonce {
-		cfg.Nonces = routeNonces()
+		cfg.Nonces = h.nonces
+		if cfg.Nonces == nil {
+			cfg.Nonces = routeNonces()
+		}
 	}
 	var err error
 	if h.dpop, err = dpop.New(cfg); err != nil {

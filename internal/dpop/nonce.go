@@ -10,12 +10,13 @@ import (
 )
 
 // Nonces issues and checks server nonces (RFC 9449 §8, §9): a nonce is the
-// time it was made and an HMAC of that time under a key of this process,
-// so checking one needs no state. A nonce is accepted for Lifetime after it
-// was made. The key is random per process: with several instances behind
+// time it was made and an HMAC of that time under a key, so checking one
+// needs no state. A nonce is accepted for Lifetime after it was made. With
+// NewNonces the key is random per process: with several instances behind
 // one name, a client whose requests move between them is asked for a new
 // nonce when it changes instance (the answer carries it, so one retry
-// follows).
+// follows). Instances made with NewSharedNonces and one key accept each
+// other's nonces.
 type Nonces struct {
 	key      [32]byte
 	lifetime time.Duration
@@ -28,6 +29,12 @@ func NewNonces(lifetime time.Duration) *Nonces {
 		panic("dpop: no randomness for the nonce key: " + err.Error())
 	}
 	return n
+}
+
+// NewSharedNonces makes a nonce source whose nonces are made with key:
+// every instance holding the same key accepts them.
+func NewSharedNonces(key [32]byte, lifetime time.Duration) *Nonces {
+	return &Nonces{key: key, lifetime: lifetime}
 }
 
 // Issue returns a fresh nonce.
