@@ -126,7 +126,7 @@ func checkAssertionOnceAcrossInstances(t *testing.T, c *assertionClient, a, b *i
 func TestAssertionOnceAcrossInstances(t *testing.T) {
 	c := newAssertionClient(t)
 	up := newUpstream(t)
-	ins := startClusterWith(t, t.TempDir(), up.URL, []string{c.issuerLine(t)}, 9561, 9562)
+	ins := startClusterWith(t, t.TempDir(), up.URL, []string{c.issuerLine(t)}, freePorts(t, 2)...)
 	checkAssertionOnceAcrossInstances(t, c, ins[0], ins[1])
 }
 
@@ -138,7 +138,7 @@ func TestAssertionOnceAcrossInstancesOnRedis(t *testing.T) {
 	c := newAssertionClient(t)
 	up := newUpstream(t)
 	srv := testredis.StartWith(t, testredis.Options{Persist: true})
-	ins := startOnRedis(t, []string{srv.Addr()}, up.URL, []string{c.issuerLine(t)}, 9563, 9564)
+	ins := startOnRedis(t, []string{srv.Addr()}, up.URL, []string{c.issuerLine(t)}, freePorts(t, 2)...)
 	checkAssertionOnceAcrossInstances(t, c, ins[0], ins[1])
 
 	as := c.assertion(t)

@@ -19,7 +19,7 @@ func TestDPoPNonceAcrossInstances(t *testing.T) {
 	testcaddy.Binary(t)
 	storage := t.TempDir()
 	var ins []*instance
-	for _, port := range []int{9565, 9566} {
+	for _, port := range freePorts(t, 2) {
 		in := &instance{base: fmt.Sprintf("http://localhost:%d", port), cfg: fmt.Sprintf(`{
 	admin off
 	%s
