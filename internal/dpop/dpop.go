@@ -334,6 +334,16 @@ func (c *Checker) proofKey(hdrEnc string) (*proofKey, error) {
 	if km.Bad() {
 		return nil, errKey
 	}
+	sa, ok := jwa.LookupSignatureAlgorithm(alg)
+	if !ok {
+		return nil, errAlg
+	}
+	if pub, jkt, ok := plainJWK(rawKey); ok {
+		if !keyFits(alg, pub) {
+			return nil, errKey
+		}
+		return &proofKey{alg: sa, public: pub, jkt: jkt, fresh: true}, nil
+	}
 	key, err := jwk.ParseKey([]byte(rawKey))
 	if err != nil {
 		return nil, errKey
@@ -349,11 +359,101 @@ func (c *Checker) proofKey(hdrEnc string) (*proofKey, error) {
 	if err != nil {
 		return nil, errKey
 	}
-	sa, ok := jwa.LookupSignatureAlgorithm(alg)
-	if !ok {
-		return nil, errAlg
-	}
 	return &proofKey{alg: sa, public: pub, jkt: base64.RawURLEncoding.EncodeToString(tp), fresh: true}, nil
+}
+
+// plainJWK reads the public JWK raw, without jwx, when it has the form
+// clients send: an EC key of P-256, P-384 or P-521 (kty, crv, x, y) or an
+// Ed25519 key (kty, crv, x), no other member, each coordinate the one
+// canonical base64url spelling of its full length, on its curve. Such a
+// JWK holds its RFC 7638 members exactly as the thumbprint writes them,
+// so jkt is the SHA-256 of those members as they are. Any other JWK
+// (more members, an RSA key, another encoding) is left to jwx: ok false.
+func plainJWK(raw string) (pub any, jkt string, ok bool) {
+	var kty, crv, x, y string
+	obj := jose.NewObject(raw, 4)
+	for {
+		name, val, more := obj.Next()
+		if !more {
+			break
+		}
+		v, isString := jose.String(val)
+		if !isString || val == "null" {
+			return nil, "", false
+		}
+		switch name {
+		case "kty":
+			kty = v
+		case "crv":
+			crv = v
+		case "x":
+			x = v
+		case "y":
+			y = v
+		default:
+			return nil, "", false
+		}
+	}
+	if obj.Bad() || x == "" || !coordinate(x) {
+		return nil, "", false
+	}
+	var curve elliptic.Curve
+	switch crv {
+	case "P-256":
+		curve = elliptic.P256()
+	case "P-384":
+		curve = elliptic.P384()
+	case "P-521":
+		curve = elliptic.P521()
+	case "Ed25519":
+		if kty != "OKP" || y != "" || base64.RawURLEncoding.DecodedLen(len(x)) != ed25519.PublicKeySize {
+			return nil, "", false
+		}
+		key := make([]byte, ed25519.PublicKeySize)
+		if _, err := base64.RawURLEncoding.Decode(key, []byte(x)); err != nil {
+			return nil, "", false
+		}
+		return ed25519.PublicKey(key), thumbprint(`{"crv":"Ed25519","kty":"OKP","x":"`, x, `"}`), true
+	default:
+		return nil, "", false
+	}
+	size := (curve.Params().BitSize + 7) / 8
+	if kty != "EC" || y == "" || !coordinate(y) || base64.RawURLEncoding.DecodedLen(len(x)) != size || base64.RawURLEncoding.DecodedLen(len(y)) != size {
+		return nil, "", false
+	}
+	point := make([]byte, 1+2*size)
+	point[0] = 4 // uncompressed
+	if _, err := base64.RawURLEncoding.Decode(point[1:1+size], []byte(x)); err != nil {
+		return nil, "", false
+	}
+	if _, err := base64.RawURLEncoding.Decode(point[1+size:], []byte(y)); err != nil {
+		return nil, "", false
+	}
+	key, err := ecdsa.ParseUncompressedPublicKey(curve, point)
+	if err != nil {
+		return nil, "", false // off the curve: jwx decides how it is refused
+	}
+	return key, thumbprint(`{"crv":"`+crv+`","kty":"EC","x":"`, x, `","y":"`+y+`"}`), true
+}
+
+// coordinate reports whether s is a canonical base64url string.
+func coordinate(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return jose.Canonical(s)
+}
+
+// thumbprint is the base64url SHA-256 of the concatenated parts.
+func thumbprint(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+	}
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil))
 }
 
 // keyFits reports whether pub is a key of the kind alg signs with.

@@ -34,3 +34,37 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCheckFirstProof is the cost of a key's first proof: its JWK is
+// read and thumbprinted before the key cache holds it (a new key for each
+// proof; 1,000 keys, fewer than the cache holds, are reused round robin
+// after the cache is emptied between rounds).
+func BenchmarkCheckFirstProof(b *testing.B) {
+	now := time.Unix(1_800_000_000, 0)
+	c, err := New(Config{Now: func() time.Time { return now }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]*dpoptest.Key, 1000)
+	for i := range keys {
+		if keys[i], err = dpoptest.NewKey("ES256"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	proofs := make([]string, b.N)
+	for i := range proofs {
+		proofs[i] = keys[i%len(keys)].Proof("GET", testURL, testToken, now)
+	}
+	req := Request{Method: "GET", URL: testURL, AccessToken: testToken}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%len(keys) == 0 {
+			b.StopTimer()
+			keyCache.m.Store(nil)
+			b.StartTimer()
+		}
+		if _, err := c.Check(proofs[i], req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

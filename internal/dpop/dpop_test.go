@@ -1,13 +1,16 @@
 package dpop
 
 import (
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -112,12 +115,10 @@ func TestCheckRefuses(t *testing.T) {
 		}
 		return string(s)
 	}()
-	// A header naming EdDSA over an EC key, signed by that key with ES256.
-	mislabelled := func() string {
-		jk, _ := json.Marshal(k.Public())
-		h := base64.RawURLEncoding.EncodeToString([]byte(`{"typ":"dpop+jwt","alg":"EdDSA","jwk":` + string(jk) + `}`))
-		p, _ := json.Marshal(with(func(c *dpoptest.Claims) { c.JTI = "mislabelled" }))
-		input := h + "." + base64.RawURLEncoding.EncodeToString(p)
+	// signHeader signs claims under a protected header given as JSON text.
+	signHeader := func(header string, c dpoptest.Claims) string {
+		p, _ := json.Marshal(c)
+		input := base64.RawURLEncoding.EncodeToString([]byte(header)) + "." + base64.RawURLEncoding.EncodeToString(p)
 		digest := sha256.Sum256([]byte(input))
 		r, s, err := ecdsa.Sign(rand.Reader, k.Private.(*ecdsa.PrivateKey), digest[:])
 		if err != nil {
@@ -127,7 +128,15 @@ func TestCheckRefuses(t *testing.T) {
 		r.FillBytes(sig[:32])
 		s.FillBytes(sig[32:])
 		return input + "." + base64.RawURLEncoding.EncodeToString(sig)
-	}()
+	}
+	jk, _ := json.Marshal(k.Public())
+	// A header naming EdDSA over an EC key, signed by that key with ES256.
+	mislabelled := signHeader(`{"typ":"dpop+jwt","alg":"EdDSA","jwk":`+string(jk)+`}`, with(func(c *dpoptest.Claims) { c.JTI = "mislabelled" }))
+	// A header and claims with junk after their object. The reader of
+	// 66cb0f6 accepted such claims when the junk was no JSON token itself
+	// (" ]"); such a header failed only in jwx's second parse of it.
+	junkHeader := signHeader(`{"typ":"dpop+jwt","alg":"ES256","jwk":`+string(jk)+`}}`, with(func(c *dpoptest.Claims) { c.JTI = "junk header" }))
+	junkClaims := k.SignPayload([]byte(`{"jti":"junk claims","htm":"GET","htu":"`+testURL+`","iat":1800000000,"ath":"`+dpoptest.ATH(testToken)+`"} ]`), nil)
 	none := func() string {
 		h := base64.RawURLEncoding.EncodeToString([]byte(`{"typ":"dpop+jwt","alg":"none"}`))
 		p, _ := json.Marshal(good)
@@ -164,6 +173,8 @@ func TestCheckRefuses(t *testing.T) {
 		{"too large", strings.Repeat("a", MaxProofSize+1), req, errTooLarge},
 		{"two parts", "abc.def", req, errMalformed},
 		{"padding", k.Proof("GET", testURL, testToken, now) + "=", req, errMalformed},
+		{"junk after the header", junkHeader, req, errMalformed},
+		{"junk after the claims", junkClaims, req, errClaims},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := c.Check(tc.proof, tc.req)
@@ -264,5 +275,59 @@ func TestNormalURL(t *testing.T) {
 func TestNewRefusesUnknownAlgorithm(t *testing.T) {
 	if _, err := New(Config{Algs: []string{"HS256"}}); err == nil {
 		t.Fatal("HS256 accepted")
+	}
+}
+
+// TestPlainJWKMatchesJWX checks plainJWK, the JWK reader of a key's first
+// proof, against jwx: the same public key and the same RFC 7638
+// thumbprint for the JWK of every curve, and no answer (jwx reads it) for
+// JWKs of any other form.
+func TestPlainJWKMatchesJWX(t *testing.T) {
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	keys := []crypto.PublicKey{ed.Public()}
+	for _, c := range []elliptic.Curve{elliptic.P256(), elliptic.P384(), elliptic.P521()} {
+		k, err := ecdsa.GenerateKey(c, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k.Public())
+	}
+	for _, pub := range keys {
+		jk, err := jwk.Import(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(jk)
+		got, jkt, ok := plainJWK(string(raw))
+		tp, _ := jk.Thumbprint(crypto.SHA256)
+		if !ok || jkt != base64.RawURLEncoding.EncodeToString(tp) || !got.(interface{ Equal(crypto.PublicKey) bool }).Equal(pub) {
+			t.Fatalf("%s: plainJWK %v %q, jwx %q", raw, ok, jkt, base64.RawURLEncoding.EncodeToString(tp))
+		}
+		var m map[string]any
+		_ = json.Unmarshal(raw, &m)
+		x := m["x"].(string)
+		for name, change := range map[string]func(map[string]any){
+			"kid":         func(m map[string]any) { m["kid"] = "a" },
+			"short x":     func(m map[string]any) { m["x"] = x[:len(x)-4] },
+			"padded x":    func(m map[string]any) { m["x"] = x + "=" },
+			"x a number":  func(m map[string]any) { m["x"] = 1 },
+			"x null":      func(m map[string]any) { m["x"] = nil },
+			"no kty":      func(m map[string]any) { delete(m, "kty") },
+			"other curve": func(m map[string]any) { m["crv"] = "P-256K" },
+			"off curve": func(m map[string]any) {
+				if _, ok := m["y"]; ok {
+					m["y"] = x
+				} else {
+					m["kty"] = "EC"
+				}
+			},
+		} {
+			c := maps.Clone(m)
+			change(c)
+			b, _ := json.Marshal(c)
+			if _, _, ok := plainJWK(string(b)); ok {
+				t.Errorf("%s: plainJWK read %s", name, b)
+			}
+		}
 	}
 }

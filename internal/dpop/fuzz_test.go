@@ -84,6 +84,7 @@ func FuzzReadAgreesWithJWX(f *testing.F) {
 		}
 	}
 	f.Add([]byte(nil), []byte(nil), good)
+	f.Add([]byte(`{}}`), []byte(`{"jti":"a","htm":"GET","htu":"`+testURL+`","iat":1800000000} ]`), "")
 	f.Add([]byte(nil), []byte(nil), "e30.e30.e30")
 	f.Add([]byte(nil), []byte(nil), good[:len(good)-2]+"AA")
 	c, err := New(Config{Now: func() time.Time { return now }})

@@ -9,6 +9,7 @@ import (
 	"crypto"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"math"
 	"slices"
 	"strings"
@@ -175,8 +176,11 @@ func refObject(raw []byte) (map[string]json.RawMessage, error) {
 	if dec.More() {
 		return nil, errMalformed
 	}
-	if _, err := dec.Token(); err == nil {
-		return nil, errMalformed // trailing data
+	if _, err := dec.Token(); err != io.EOF {
+		// trailing data. (The reader of 66cb0f6 tested err == nil here,
+		// which let through trailing junk that is no JSON token, such as
+		// the second brace of {}}; the differential test found it.)
+		return nil, errMalformed
 	}
 	return m, nil
 }
