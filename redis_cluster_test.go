@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -35,6 +36,22 @@ func startOnRedis(t *testing.T, addrs []string, upstreamURL string, extra []stri
 	return out
 }
 
+// freePorts picks n free loopback ports, so that test runs sharing a
+// machine do not meet on fixed ones.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var out []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out
+}
+
 func revoke(t *testing.T, in *instance, token string) (int, string) {
 	t.Helper()
 	status, body := httpDo(t, http.MethodPost, in.base+"/oauth/revoke", "token="+url.QueryEscape(token), "Authorization", svcBasic)
@@ -55,14 +72,13 @@ func TestThreeInstancesOnRedis(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		addrs func(t *testing.T) []string
-		ports []int
 	}{
-		{"standalone", func(t *testing.T) []string { return []string{testredis.Start(t).Addr()} }, []int{9411, 9412, 9413}},
-		{"cluster", func(t *testing.T) []string { return testredis.StartCluster(t).Addrs() }, []int{9414, 9415, 9416}},
+		{"standalone", func(t *testing.T) []string { return []string{testredis.Start(t).Addr()} }},
+		{"cluster", func(t *testing.T) []string { return testredis.StartCluster(t).Addrs() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newUpstream(t)
-			ins := startOnRedis(t, tc.addrs(t), up.URL, []string{"refresh_reuse_interval off"}, tc.ports...)
+			ins := startOnRedis(t, tc.addrs(t), up.URL, []string{"refresh_reuse_interval off"}, freePorts(t, 3)...)
 
 			// One key, made once although all started together.
 			j := ins[0].jwks(t)

@@ -47,7 +47,7 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 	srv := testredis.Start(t)
 	srv.Stop()
 	up := newUpstream(t)
-	a := startOnRedis(t, []string{srv.Addr()}, up.URL, nil, 9421)[0]
+	a := startOnRedis(t, []string{srv.Addr()}, up.URL, nil, freePorts(t, 1)...)[0]
 	status, body, hdr := post(t, a.base+"/oauth/token", "grant_type=client_credentials")
 	is503(t, "token", status, body, hdr)
 	srv.Start()
@@ -68,7 +68,7 @@ func TestRedisUnreachableAtStart(t *testing.T) {
 func TestRedisLostMidRun(t *testing.T) {
 	srv := testredis.StartWith(t, testredis.Options{Persist: true})
 	up := newUpstream(t)
-	ins := startOnRedis(t, []string{srv.Addr()}, up.URL, nil, 9422, 9423)
+	ins := startOnRedis(t, []string{srv.Addr()}, up.URL, nil, freePorts(t, 2)...)
 	a, b := ins[0], ins[1]
 	live, rt := a.token(t)
 	dead, _ := a.token(t)
@@ -105,7 +105,7 @@ func TestRedisLostMidRun(t *testing.T) {
 	}
 	// What was answered 200 before the loss holds everywhere after it, also
 	// at an instance that starts now: the same keys, the revocation.
-	c := startOnRedis(t, []string{srv.Addr()}, up.URL, nil, 9426)[0]
+	c := startOnRedis(t, []string{srv.Addr()}, up.URL, nil, freePorts(t, 1)...)[0]
 	if !bytes.Equal(c.jwks(t), a.jwks(t)) {
 		t.Errorf("an instance started after redis came back publishes other keys")
 	}
@@ -122,7 +122,7 @@ func TestRedisLostMidRun(t *testing.T) {
 func TestRedisRestartedEmpty(t *testing.T) {
 	srv := testredis.Start(t)
 	up := newUpstream(t)
-	a := startOnRedis(t, []string{srv.Addr()}, up.URL, nil, 9424)[0]
+	a := startOnRedis(t, []string{srv.Addr()}, up.URL, nil, freePorts(t, 1)...)[0]
 	keys := a.jwks(t)
 	live, _ := a.token(t)
 	dead, _ := a.token(t)
@@ -138,7 +138,7 @@ func TestRedisRestartedEmpty(t *testing.T) {
 		}
 		return 200, nil
 	})
-	c := startOnRedis(t, []string{srv.Addr()}, up.URL, nil, 9425)[0]
+	c := startOnRedis(t, []string{srv.Addr()}, up.URL, nil, freePorts(t, 1)...)[0]
 	if got := c.jwks(t); !bytes.Equal(got, keys) {
 		t.Fatalf("a new instance after redis restarted empty publishes other keys:\n%s\n%s", keys, got)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"net"
 	"path"
 	"slices"
 	"strings"
@@ -102,22 +101,6 @@ func keysMade(ins []*instance) (n int, logs string) {
 		all.WriteString(out)
 	}
 	return n, all.String()
-}
-
-// freePorts picks n free loopback ports, so that test runs sharing a
-// machine do not meet on fixed ones.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out
 }
 
 // TestOneRotationOnRedis: three Caddy processes on one Redis (and on a
