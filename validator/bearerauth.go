@@ -16,6 +16,7 @@ import (
 	"github.com/tokengate/tokengate/internal/dpop"
 	"github.com/tokengate/tokengate/internal/localissuer"
 	"github.com/tokengate/tokengate/internal/metrics"
+	"github.com/tokengate/tokengate/internal/remotekeys"
 	"github.com/tokengate/tokengate/internal/revocation"
 )
 
@@ -193,7 +194,7 @@ type Handler struct {
 	iss      string   // the trusted issuer's iss
 	verifier *accesstoken.Verifier
 	src      accesstoken.KeySource // the verifier's keys, for the token cache
-	remote   *remoteKeys
+	remote   *remotekeys.Fetcher
 	poolKey  *remoteKey
 	now      func() time.Time
 	noCache  bool // benchmarks measure the cold path with it
@@ -313,11 +314,11 @@ func (h *Handler) useVerifier(cfg accesstoken.VerifierConfig) {
 // provisionRemote trusts a remote issuer, sharing its key fetcher with the
 // other routes that trust it.
 func (h *Handler) provisionRemote(iss, jwksURL string) error {
-	if err := checkHTTPURL(iss); err != nil {
+	if err := remotekeys.CheckHTTPURL(iss); err != nil {
 		return fmt.Errorf("issuer: %v", err)
 	}
 	if jwksURL != "" {
-		if err := checkJWKSURL(iss, jwksURL); err != nil {
+		if err := remotekeys.CheckJWKSURL(iss, jwksURL); err != nil {
 			return fmt.Errorf("jwks_url: %v", err)
 		}
 	}
@@ -333,32 +334,24 @@ func (h *Handler) provisionRemote(iss, jwksURL string) error {
 		refresh = DefaultRefreshInterval
 	}
 	key := remoteKey{issuer: iss, jwksURL: jwksURL, refresh: refresh}
-	logger := h.logger
+	logger := h.logger.With(zap.String("issuer", iss))
 	v, _, err := remotePool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		f := newRemoteKeys(iss, jwksURL, refresh, logger)
-		f.start(provisionTimeout)
+		f := remotekeys.New(remotekeys.Config{Issuer: iss, JWKSURL: jwksURL, Refresh: refresh, Logger: logger})
+		f.Start(remotekeys.ProvisionTimeout)
 		return f, nil
 	})
 	if err != nil {
 		return fmt.Errorf("issuer %q: %v", iss, err)
 	}
 	h.poolKey = &key
-	h.useRemote(iss, v.(*remoteKeys))
+	h.useRemote(iss, v.(*remotekeys.Fetcher))
 	return nil
 }
 
 // useRemote verifies tokens of the remote issuer iss with the keys f fetches.
-func (h *Handler) useRemote(iss string, f *remoteKeys) {
+func (h *Handler) useRemote(iss string, f *remotekeys.Fetcher) {
 	h.remote = f
 	h.useVerifier(accesstoken.VerifierConfig{Keys: f, Issuer: iss, RequireTyp: h.RequireTyp, Now: time.Now})
-}
-
-func checkHTTPURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
-		return fmt.Errorf("%q is not an absolute http(s) URL", s)
-	}
-	return nil
 }
 
 // provisionCommon fills defaults, checks the options and prepares the
@@ -576,5 +569,4 @@ var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
-	_ caddy.Destructor            = (*remoteKeys)(nil)
 )

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tokengate/tokengate/internal/accesstoken"
+	"github.com/tokengate/tokengate/internal/remotekeys"
 )
 
 // Introspection lets a route accept opaque (non-JWT) access tokens of its
@@ -122,12 +123,12 @@ func (h *Handler) provisionIntrospection() error {
 		}
 		vals[i] = strings.TrimSpace(v) // {file.*} keeps the file's newline
 	}
-	if err := checkJWKSURL(h.iss, vals[0]); err != nil {
+	if err := remotekeys.CheckJWKSURL(h.iss, vals[0]); err != nil {
 		return fmt.Errorf("introspection: endpoint: %v", err)
 	}
 	in2 := &introspector{
 		endpoint: vals[0], clientID: vals[1], secret: vals[2],
-		client:      &http.Client{Timeout: introspectTimeout, CheckRedirect: noRedirects},
+		client:      &http.Client{Timeout: introspectTimeout, CheckRedirect: remotekeys.NoRedirects},
 		cacheFor:    orDefault(time.Duration(in.CacheFor), defaultIntrospectCache),
 		negativeFor: orDefault(time.Duration(in.NegativeCacheFor), defaultIntrospectNegative),
 		maxEntries:  orDefault(in.MaxCachedTokens, defaultIntrospectEntries),

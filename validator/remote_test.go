@@ -3,14 +3,9 @@ package validator
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
-	"encoding/base64"
 	"encoding/json"
-	"fmt"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -20,11 +15,11 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/lestrrat-go/jwx/v3/jwk"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/tokengate/tokengate/internal/accesstoken"
+	"github.com/tokengate/tokengate/internal/remotekeys"
 	"github.com/tokengate/tokengate/internal/testclock"
 )
 
@@ -158,9 +153,8 @@ func (p *idp) token(t *testing.T, kid, typ string, clk *clock, mod func(map[stri
 // newRemote makes a handler trusting the IdP, with its own fetcher on clk.
 func newRemote(t *testing.T, p *idp, jwksURL string, clk *clock, mod func(*Handler)) *Handler {
 	t.Helper()
-	f := newRemoteKeys(p.srv.URL, jwksURL, DefaultRefreshInterval, zap.NewNop())
-	f.now = clk.Now
-	f.start(2 * time.Second)
+	f := remotekeys.New(remotekeys.Config{Issuer: p.srv.URL, JWKSURL: jwksURL, Now: clk.Now})
+	f.Start(2 * time.Second)
 	t.Cleanup(func() { _ = f.Destruct() })
 	h := &Handler{Issuer: p.srv.URL, Audience: []string{"api://reports"}, logger: zap.NewNop(), now: clk.Now}
 	if mod != nil {
@@ -230,7 +224,7 @@ func TestRemoteIdPDownKeepsLastKeys(t *testing.T) {
 	tok := p.token(t, "k1", "JWT", clk, nil)
 	h.noCache = true // each request needs the keys
 	p.down.Store(true)
-	if err := h.remote.fetch(t.Context()); err == nil {
+	if err := h.remote.Fetch(t.Context()); err == nil {
 		t.Fatal("fetch from a failing IdP reported no error")
 	}
 	if res := do(h, "Bearer "+tok); !res.reached {
@@ -242,7 +236,7 @@ func TestRemoteIdPDownKeepsLastKeys(t *testing.T) {
 		p.mu.Lock()
 		p.jwksBody = []byte(body)
 		p.mu.Unlock()
-		if err := h.remote.fetch(t.Context()); err == nil {
+		if err := h.remote.Fetch(t.Context()); err == nil {
 			t.Errorf("JWKS %q accepted", body)
 		}
 		if res := do(h, "Bearer "+tok); !res.reached {
@@ -256,7 +250,7 @@ func TestRemoteWithdrawnKeyRefusedEvenIfCached(t *testing.T) {
 	clk := newClock()
 	h := newRemote(t, p, "", clk, nil)
 	p.addKey(t, "k2")
-	if err := h.remote.fetch(t.Context()); err != nil {
+	if err := h.remote.Fetch(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	tok := p.token(t, "k1", "JWT", clk, nil)
@@ -264,7 +258,7 @@ func TestRemoteWithdrawnKeyRefusedEvenIfCached(t *testing.T) {
 		t.Fatalf("refused: %v", res.err)
 	}
 	p.removeKey("k1")
-	if err := h.remote.fetch(t.Context()); err != nil {
+	if err := h.remote.Fetch(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if res := do(h, "Bearer "+tok); res.reached {
@@ -284,7 +278,7 @@ func TestRemoteNoKid(t *testing.T) {
 		t.Fatalf("token without kid refused with a one-key set: %v", res.err)
 	}
 	p.addKey(t, "k2")
-	if err := h.remote.fetch(t.Context()); err != nil {
+	if err := h.remote.Fetch(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if res := do(h, "Bearer "+noKid()); res.reached {
@@ -319,167 +313,6 @@ func TestRemoteTypAndIssuer(t *testing.T) {
 				t.Errorf("with require_typ: reached=%v, want %v (%v)", res.reached, tt.str, res.err)
 			}
 		})
-	}
-}
-
-// TestRemoteStartsWhenIdPHangs: Caddy's start is not held up longer than
-// the provision timeout, and tokens are refused until keys arrive.
-func TestRemoteStartsWhenIdPHangs(t *testing.T) {
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer srv.Close()
-	defer close(release)
-	f := newRemoteKeys(srv.URL, "", time.Hour, zap.NewNop())
-	// The unknown-kid refetch below also hangs: bound it.
-	f.client.Timeout = 300 * time.Millisecond
-	start := time.Now()
-	f.start(300 * time.Millisecond)
-	defer f.Destruct()
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("start took %v", d)
-	}
-	if _, err := f.Key(t.Context(), "k1"); err != accesstoken.ErrNoKeys {
-		t.Errorf("key before any fetch: %v, want %v", err, accesstoken.ErrNoKeys)
-	}
-}
-
-func TestRemoteOversizedJWKS(t *testing.T) {
-	p := newIDP(t, "")
-	p.jwksBody = []byte(`{"keys":[],"pad":"` + strings.Repeat("x", maxFetchSize) + `"}`)
-	f := newRemoteKeys(p.srv.URL, p.srv.URL+"/keys", time.Hour, zap.NewNop())
-	err := f.fetch(t.Context())
-	if err == nil || !strings.Contains(err.Error(), "larger than") {
-		t.Errorf("fetch of an oversized JWKS: %v", err)
-	}
-}
-
-func TestParseJWKS(t *testing.T) {
-	ecKey := func(curve elliptic.Curve) map[string]any {
-		priv, err := ecdsa.GenerateKey(curve, rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return jwkMap(t, priv.Public())
-	}
-	rsaKey := func(bits int) map[string]any {
-		priv, err := rsa.GenerateKey(rand.Reader, bits)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Built by hand: jwk.Import itself refuses small moduli.
-		return map[string]any{
-			"kty": "RSA",
-			"n":   base64.RawURLEncoding.EncodeToString(priv.N.Bytes()),
-			"e":   base64.RawURLEncoding.EncodeToString(big.NewInt(int64(priv.E)).Bytes()),
-		}
-	}
-	edPub, edPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rsa2048 := rsaKey(2048)
-	with := func(m map[string]any, kv ...any) map[string]any {
-		out := map[string]any{}
-		for k, v := range m {
-			out[k] = v
-		}
-		for i := 0; i < len(kv); i += 2 {
-			out[kv[i].(string)] = kv[i+1]
-		}
-		return out
-	}
-	tests := []struct {
-		name    string
-		key     map[string]any
-		wantAlg string // "" when the key must be skipped
-	}{
-		{"EC P-256 without alg", ecKey(elliptic.P256()), "ES256"},
-		{"EC P-384 without alg", ecKey(elliptic.P384()), "ES384"},
-		{"EC P-521 without alg", ecKey(elliptic.P521()), "ES512"},
-		{"Ed25519 without alg", jwkMap(t, edPub), "EdDSA"},
-		{"Ed25519 private key: public half used", jwkMap(t, edPriv), "EdDSA"},
-		{"RSA without alg", rsa2048, "RS256"},
-		{"RSA PS256", with(rsa2048, "alg", "PS256"), "PS256"},
-		{"RSA 1024 bits", rsaKey(1024), ""},
-		{"oct key", map[string]any{"kty": "oct", "k": "c2VjcmV0", "alg": "HS256"}, ""},
-		{"oct key without alg", map[string]any{"kty": "oct", "k": "c2VjcmV0"}, ""},
-		{"HS256 on an RSA key", with(rsa2048, "alg", "HS256"), ""},
-		{"alg none", with(ecKey(elliptic.P256()), "alg", "none"), ""},
-		{"ES256 on P-384", with(ecKey(elliptic.P384()), "alg", "ES256"), ""},
-		{"RS256 on an EC key", with(ecKey(elliptic.P256()), "alg", "RS256"), ""},
-		{"encryption key", with(ecKey(elliptic.P256()), "use", "enc"), ""},
-		{"encryption alg", with(rsa2048, "alg", "RSA-OAEP"), ""},
-		{"garbage", map[string]any{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			k := with(tt.key, "kid", "k")
-			set, skipped, err := parseJWKS([]byte(mustJSON(t, map[string]any{"keys": []any{k}})))
-			if tt.wantAlg == "" {
-				if err == nil {
-					t.Fatalf("key kept with alg %s", set.byKID["k"].Alg.String())
-				}
-				if len(skipped) != 1 {
-					t.Errorf("skipped reasons %v", skipped)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("refused: %v (%v)", err, skipped)
-			}
-			if got := set.byKID["k"].Alg.String(); got != tt.wantAlg {
-				t.Errorf("alg %s, want %s", got, tt.wantAlg)
-			}
-		})
-	}
-	t.Run("too many keys", func(t *testing.T) {
-		one := with(ecKey(elliptic.P256()), "kid", "k")
-		keys := make([]any, maxRemoteKeys+1)
-		for i := range keys {
-			keys[i] = with(one, "kid", fmt.Sprint(i))
-		}
-		if _, _, err := parseJWKS([]byte(mustJSON(t, map[string]any{"keys": keys}))); err == nil {
-			t.Error("JWKS with too many keys accepted")
-		}
-	})
-	t.Run("duplicate kid keeps the first", func(t *testing.T) {
-		a, b := with(ecKey(elliptic.P256()), "kid", "k"), with(ecKey(elliptic.P384()), "kid", "k")
-		set, skipped, err := parseJWKS([]byte(mustJSON(t, map[string]any{"keys": []any{a, b}})))
-		if err != nil || len(skipped) != 1 || set.byKID["k"].Alg.String() != "ES256" {
-			t.Errorf("err=%v skipped=%v", err, skipped)
-		}
-	})
-}
-
-func jwkMap(t *testing.T, raw any) map[string]any {
-	t.Helper()
-	k, err := jwk.Import(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(mustJSON(t, k)), &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-func TestDiscoveryURLs(t *testing.T) {
-	tests := []struct{ issuer, oauth, oidc string }{
-		{"https://idp.example.com", "https://idp.example.com/.well-known/oauth-authorization-server", "https://idp.example.com/.well-known/openid-configuration"},
-		{"https://idp.example.com/", "https://idp.example.com/.well-known/oauth-authorization-server", "https://idp.example.com/.well-known/openid-configuration"},
-		{"https://idp.example.com/tenant/v2", "https://idp.example.com/.well-known/oauth-authorization-server/tenant/v2", "https://idp.example.com/tenant/v2/.well-known/openid-configuration"},
-	}
-	for _, tt := range tests {
-		got := discoveryURLs(tt.issuer)
-		if len(got) != 2 || got[0] != tt.oauth || got[1] != tt.oidc {
-			t.Errorf("discoveryURLs(%q) = %q", tt.issuer, got)
-		}
 	}
 }
 
@@ -585,34 +418,21 @@ func TestRemoteMetadataRedirectToAnotherHost(t *testing.T) {
 	}
 }
 
-// TestRemoteHTTPSIssuerWithPlainHTTPKeys: metadata of an https issuer
-// naming an http jwks_uri is refused (anyone on the path could swap the
-// keys), and so is such a configured jwks_url.
+// TestRemoteHTTPSIssuerWithPlainHTTPKeys: a configured jwks_url in the
+// clear for an https issuer is refused (anyone on the path could swap the
+// keys); discovered ones are refused by internal/remotekeys.
 func TestRemoteHTTPSIssuerWithPlainHTTPKeys(t *testing.T) {
 	plain := newIDP(t, "")
-	var tlsURL string
-	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": tlsURL, "jwks_uri": plain.srv.URL + "/keys"})
-	}))
-	t.Cleanup(tlsSrv.Close)
-	tlsURL = tlsSrv.URL
-	f := newRemoteKeys(tlsURL, "", DefaultRefreshInterval, zap.NewNop())
-	f.client.Transport = tlsSrv.Client().Transport
-	err := f.fetch(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "not https") {
-		t.Errorf("an https issuer's http jwks_uri: %v, want refused as not https", err)
-	}
-	if plain.jwksHits.Load() != 0 {
-		t.Error("the plain http key set was fetched")
-	}
-
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	h := &Handler{Issuer: "https://idp.example.com", JWKSURL: plain.srv.URL + "/keys", Audience: []string{"a"}}
-	err = h.Provision(ctx)
+	err := h.Provision(ctx)
 	defer h.Cleanup()
 	if err == nil || !strings.Contains(err.Error(), "jwks_url") || !strings.Contains(err.Error(), "not https") {
 		t.Errorf("an https issuer with an http jwks_url: %v, want a jwks_url error", err)
+	}
+	if plain.jwksHits.Load() != 0 {
+		t.Error("the plain http key set was fetched")
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/tokengate/tokengate/internal/remotekeys"
 	"github.com/tokengate/tokengate/internal/testclock"
 )
 
@@ -39,7 +40,7 @@ func TestRemoteRotationPickedUpAtOnce(t *testing.T) {
 }
 
 // TestRemoteUnknownKidBackoff: refetches that find nothing new double the
-// wait up to refetchMaxInterval; one that finds a new key resets it.
+// wait up to remotekeys.RefetchMaxInterval; one that finds a new key resets it.
 func TestRemoteUnknownKidBackoff(t *testing.T) {
 	p := newIDP(t, "oauth")
 	clk := newClock()
@@ -61,12 +62,12 @@ func TestRemoteUnknownKidBackoff(t *testing.T) {
 	// A rotation during the flood is seen at the next allowed refetch, and
 	// resets the wait to 1s.
 	p.addKey(t, "k2")
-	clk.Advance(refetchMaxInterval)
+	clk.Advance(remotekeys.RefetchMaxInterval)
 	if res := do(h, "Bearer "+p.token(t, "k2", "JWT", clk, nil)); !res.reached {
 		t.Fatalf("rotated-in key refused after the longest wait: %v", res.err)
 	}
 	p.addKey(t, "k3")
-	clk.Advance(refetchMinInterval)
+	clk.Advance(remotekeys.RefetchMinInterval)
 	if res := do(h, "Bearer "+p.token(t, "k3", "JWT", clk, nil)); !res.reached {
 		t.Fatalf("wait not reset by a refetch that found a new key: %v", res.err)
 	}
@@ -143,8 +144,8 @@ func TestRemoteKidStormRealTime(t *testing.T) {
 func newRemoteRealTime(t *testing.T, p *idp) (*Handler, *clock) {
 	t.Helper()
 	clk := testclock.New(time.Now())
-	f := newRemoteKeys(p.srv.URL, "", DefaultRefreshInterval, zap.NewNop())
-	f.start(2 * time.Second)
+	f := remotekeys.New(remotekeys.Config{Issuer: p.srv.URL})
+	f.Start(2 * time.Second)
 	t.Cleanup(func() { _ = f.Destruct() })
 	h := &Handler{Issuer: p.srv.URL, Audience: []string{"api://reports"}, logger: zap.NewNop(), now: clk.Now}
 	h.audience = h.Audience
