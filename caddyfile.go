@@ -50,6 +50,7 @@ func init() {
 //				require_binding dpop|mtls|any
 //				jwks        <JWK set JSON>    # private_key_jwt
 //				public_key  <PEM file>        # private_key_jwt
+//				jwks_uri    <https URL>       # private_key_jwt, keys fetched
 //				tls_client_auth_subject_dn <DN>   # mTLS, chain verified by Caddy
 //				tls_client_auth_san_dns    <name> # mTLS, chain verified by Caddy
 //				tls_certificate <PEM file>    # self-signed mTLS, by thumbprint
@@ -288,6 +289,8 @@ func unmarshalClient(d *caddyfile.Dispenser) (*clients.Config, map[string]caddyf
 			}
 		case "public_key":
 			err = oneArg(d, &c.PublicKey)
+		case "jwks_uri":
+			err = oneArg(d, &c.JWKSURI)
 		case "tls_client_auth_subject_dn":
 			err = oneArg(d, &c.TLSClientAuthSubjectDN)
 		case "tls_client_auth_san_dns":

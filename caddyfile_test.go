@@ -107,7 +107,7 @@ func TestParseIssuerOptionErrors(t *testing.T) {
 		"not a hash":          {"oauth_issuer {\n issuer https://a\n client c {\n secret_hash hunter2\n }\n}", "secret_hash: not a bcrypt or argon2id hash", 4},
 		"bad scope":           {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n scopes a \"b\\\\c\"\n }\n}", `client "c": scopes: invalid scope`, 5},
 		"both secrets":        {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n secret_hash " + hash + "\n }\n}", "mutually exclusive", 5},
-		"no secret":           {"oauth_issuer {\n issuer https://a\n client c {\n scopes a\n }\n}", `client "c": one of secret, secret_hash, jwks or public_key`, 3},
+		"no secret":           {"oauth_issuer {\n issuer https://a\n client c {\n scopes a\n }\n}", `client "c": one of secret, secret_hash, jwks, jwks_uri or public_key`, 3},
 		"bad client id":       {"oauth_issuer {\n issuer https://a\n client a:b {\n secret s\n }\n}", "client_id: must not contain ':'", 3},
 		"duplicate client":    {"oauth_issuer {\n issuer https://a\n" + client + client + "}", `client "c": defined more than once`, 6},
 		"no client":           {"oauth_issuer {\n issuer https://a\n token_ttl 1h\n}", "client: at least one client is required", 1},
@@ -124,6 +124,10 @@ func TestParseIssuerOptionErrors(t *testing.T) {
 		"reserved claim":      {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n claims {\n tier 1\n scope admin\n }\n }\n}", `client "c": claims.scope: "scope" is set by the issuer`, 7},
 		"claim twice":         {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n claims {\n tier 1\n tier 2\n }\n }\n}", `claim "tier" given more than once`, 7},
 		"claim without value": {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n claims {\n tier\n }\n }\n}", `claim "tier" needs a value`, 6},
+		"jwks_uri plain http": {"oauth_issuer {\n issuer https://a\n client c {\n scopes a\n jwks_uri http://example.com/jwks.json\n }\n}", `client "c": jwks_uri: "http://example.com/jwks.json" is plain http`, 5},
+		"jwks_uri relative":   {"oauth_issuer {\n issuer https://a\n client c {\n jwks_uri /jwks.json\n }\n}", `jwks_uri: "/jwks.json" is not an absolute http(s) URL`, 4},
+		"jwks_uri and jwks":   {"oauth_issuer {\n issuer https://a\n client c {\n jwks `{\"keys\":[]}`\n jwks_uri https://c.example/jwks\n }\n}", "jwks_uri: not together with jwks or public_key", 5},
+		"jwks_uri two args":   {"oauth_issuer {\n issuer https://a\n client c {\n jwks_uri https://c.example/a https://c.example/b\n }\n}", "wrong argument count", 4},
 		"scopes without args": {"oauth_issuer {\n issuer https://a\n client c {\n secret s\n scopes\n }\n}", "wrong argument count", 5},
 	}
 	for name, tc := range cases {
@@ -139,6 +143,21 @@ func TestParseIssuerOptionErrors(t *testing.T) {
 				t.Errorf("error echoes secret material: %v", err)
 			}
 		})
+	}
+}
+
+func TestParseClientJWKSURI(t *testing.T) {
+	app, err := parseOption(t, "oauth_issuer {\n issuer https://a\n client c {\n jwks_uri https://c.example/jwks.json\n token_endpoint_auth_methods private_key_jwt\n }\n}", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := app.Issuers["default"].Clients[0]
+	if c.JWKSURI != "https://c.example/jwks.json" || len(c.AuthMethods) != 1 {
+		t.Errorf("client %+v", c)
+	}
+	raw, _ := json.Marshal(c)
+	if !strings.Contains(string(raw), `"jwks_uri":"https://c.example/jwks.json"`) {
+		t.Errorf("JSON %s", raw)
 	}
 }
 

@@ -124,6 +124,7 @@ func TestClientsAPIAcrossInstances(t *testing.T) {
 		"reserved claim":   {`{"client_id":"app1","claims":{"scope":"admin"}}`, "claims.scope"},
 		"secret given":     {`{"client_id":"app1","secret":"mine"}`, "secret"},
 		"bad grant":        {`{"client_id":"app1","grant_types":["password"]}`, "grant_types"},
+		"jwks_uri given":   {`{"client_id":"app1","jwks_uri":"https://app1.example/jwks.json"}`, "jwks_uri"},
 		"two values":       {`{"client_id":"app1"}{"client_id":"app2"}`, ""},
 		"not JSON":         {`client_id=app1`, ""},
 		"huge body":        {`{"client_id":"app1","audience":["` + strings.Repeat("x", 70<<10) + `"]}`, ""},

@@ -55,9 +55,14 @@ func (h *Handler) authenticateAsymmetric(w http.ResponseWriter, r *http.Request,
 	if !client.MayAuthenticate(clients.AuthPrivateKeyJWT) {
 		return fail("the client may not use private_key_jwt")
 	}
-	if err := h.iss.Assertions.Verify(r.Context(), id, cr.assertion); errors.Is(err, clientauth.ErrInvalid) {
+	switch err := h.iss.Assertions.Verify(r.Context(), id, cr.assertion); {
+	case errors.Is(err, clientauth.ErrKeysUnavailable):
+		// The client's jwks_uri was never fetched: the server cannot check
+		// the assertion, and the client may be right. 503, not counted.
+		return nil, true, h.refuse(w, id, errKeysUnavailable())
+	case errors.Is(err, clientauth.ErrInvalid):
 		return fail(err.Error())
-	} else if err != nil {
+	case err != nil:
 		// The replay set could not be reached: 503 with Retry-After (the
 		// assertion was not accepted, so the client may send it again).
 		return nil, true, h.fail(w, err)

@@ -43,6 +43,14 @@ func errBusy() *oauthError {
 	return &oauthError{status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: "the server is busy; retry later", retryAfter: 1}
 }
 
+// errKeysUnavailable answers an assertion of a client whose jwks_uri was
+// never fetched: 503 (the server cannot check it; the client may be right)
+// with Retry-After, rather than an invalid_client that would send the
+// client's operator looking for a fault in its keys.
+func errKeysUnavailable() *oauthError {
+	return &oauthError{status: http.StatusServiceUnavailable, Code: "temporarily_unavailable", Description: "the client's keys could not be fetched from its jwks_uri; retry later", retryAfter: 5}
+}
+
 // fail answers a request that failed for a reason of the server's: 503
 // temporarily_unavailable with Retry-After when the issuer's state store
 // (Redis) cannot be reached, so the client retries and nothing is reported

@@ -273,4 +273,24 @@ func TestMTLSEndToEnd(t *testing.T) {
 	if md.json["tls_client_certificate_bound_access_tokens"] != true || !strings.Contains(methods, "tls_client_auth") || !strings.Contains(methods, "self_signed_tls_client_auth") {
 		t.Fatalf("metadata: %s", md.body)
 	}
+
+	// Introspection and revocation authenticate the client by its
+	// certificate too, and the metadata says so.
+	for _, ep := range []string{"revocation", "introspection"} {
+		if m := fmt.Sprint(md.json[ep+"_endpoint_auth_methods_supported"]); m != methods {
+			t.Errorf("%s_endpoint_auth_methods_supported %s, want the token endpoint's %s", ep, m, methods)
+		}
+	}
+	lifecycle := func(path string) dpopAnswer {
+		return doWith(t, tlsClient(caClient), "POST", mtlsBase+path, url.Values{"client_id": {"ca-client"}, "token": {tok}}.Encode(), nil)
+	}
+	if r := lifecycle("/oauth/introspect"); r.status != 200 || r.json["active"] != true {
+		t.Fatalf("introspection by tls_client_auth: %d %s", r.status, r.body)
+	}
+	if r := lifecycle("/oauth/revoke"); r.status != 200 {
+		t.Fatalf("revocation by tls_client_auth: %d %s", r.status, r.body)
+	}
+	if r := lifecycle("/oauth/introspect"); r.status != 200 || r.json["active"] != false {
+		t.Fatalf("introspection after revocation by tls_client_auth: %d %s", r.status, r.body)
+	}
 }

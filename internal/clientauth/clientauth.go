@@ -64,7 +64,8 @@ var ErrInvalid = errors.New("client assertion refused")
 
 // Verifier checks client assertions for one issuer.
 type Verifier struct {
-	keys      map[string]clientKeys
+	keys      map[string]accesstoken.KeySource // configured keys, or a jwks_uri's (keys_remote.go)
+	pooled    []remoteKey                      // the jwks_uri fetchers held
 	tls       map[string]*tlsClient
 	audiences []string
 	now       func() time.Time
@@ -75,7 +76,7 @@ type Verifier struct {
 // (jwks, public_key) and accepts assertions whose aud names one of
 // audiences, each once across the instances sharing seen.
 func NewVerifier(cfgs []*clients.Config, audiences []string, seen state.SeenOnce, now func() time.Time) (*Verifier, error) {
-	v := &Verifier{keys: map[string]clientKeys{}, tls: map[string]*tlsClient{}, audiences: audiences, now: now, seen: seen}
+	v := &Verifier{keys: map[string]accesstoken.KeySource{}, tls: map[string]*tlsClient{}, audiences: audiences, now: now, seen: seen}
 	for _, c := range cfgs {
 		ks, err := LoadKeys(c)
 		if err != nil {
@@ -138,7 +139,7 @@ func (v *Verifier) Verify(ctx context.Context, id, assertion string) error {
 	})
 	c, err := av.Verify(ctx, assertion)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: %w", ErrInvalid, err) // ErrKeysUnavailable stays visible
 	}
 	if c.Subject != id {
 		return fmt.Errorf("%w: sub is not the client id", ErrInvalid)

@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/tokengate/tokengate/internal/accesstoken"
+	"github.com/tokengate/tokengate/internal/remotekeys"
 )
 
 // Grant types a client may be allowed.
@@ -79,6 +80,16 @@ type Config struct {
 	// PublicKey is a PEM file holding the client's public key(s) or
 	// certificate(s), for private_key_jwt. Default: none.
 	PublicKey string `json:"public_key,omitempty"`
+
+	// JWKSURI is where the client publishes its JWK set, for
+	// private_key_jwt (RFC 7591's jwks_uri): an https URL, or plain http
+	// to this machine. The set is fetched in the background at start,
+	// refreshed every 5 minutes, and refetched (at most once a second,
+	// backing off to once every 30 s) when an assertion names a kid it
+	// does not hold, so a key the client rotates in is seen at once.
+	// Redirects are not followed; the set may hold at most 100 keys in
+	// 1 MiB. Not together with jwks or public_key. Default: none.
+	JWKSURI string `json:"jwks_uri,omitempty"`
 
 	// TLSClientAuthSubjectDN and TLSClientAuthSANDNS register the client
 	// for tls_client_auth (RFC 8705 §2.1): a client certificate whose chain
@@ -233,9 +244,16 @@ func (c *Config) validate(replaced, runtime bool) error {
 	case runtime:
 	case c.Secret != "" && c.SecretHash != "":
 		return fail("secret_hash", "secret and secret_hash are mutually exclusive")
-	case c.Secret == "" && c.SecretHash == "" && len(c.JWKS) == 0 && c.PublicKey == "" &&
-		c.TLSClientAuthSubjectDN == "" && c.TLSClientAuthSANDNS == "" && c.TLSCertificate == "":
-		return fail("", "one of secret, secret_hash, jwks or public_key is required, or a TLS client certificate (an empty {env.…} placeholder gives an empty secret)")
+	case c.Secret == "" && c.SecretHash == "" && !c.hasKeys():
+		return fail("", "one of secret, secret_hash, jwks, jwks_uri or public_key is required, or a TLS client certificate (an empty {env.…} placeholder gives an empty secret)")
+	}
+	if c.JWKSURI != "" {
+		if len(c.JWKS) > 0 || c.PublicKey != "" {
+			return fail("jwks_uri", "not together with jwks or public_key: the keys come from one place")
+		}
+		if err := remotekeys.CheckClientJWKSURL(c.JWKSURI); err != nil {
+			return fail("jwks_uri", "%v", err)
+		}
 	}
 	if c.SecretHash != "" && (replaced || !HoldsPlaceholder(c.SecretHash)) {
 		if _, err := comparerFor(c.SecretHash); err != nil {
@@ -276,7 +294,7 @@ func (c *Config) validate(replaced, runtime bool) error {
 		registered, known := map[string]bool{
 			AuthSecretBasic:   c.Secret != "" || c.SecretHash != "",
 			AuthSecretPost:    c.Secret != "" || c.SecretHash != "",
-			AuthPrivateKeyJWT: len(c.JWKS) > 0 || c.PublicKey != "",
+			AuthPrivateKeyJWT: len(c.JWKS) > 0 || c.PublicKey != "" || c.JWKSURI != "",
 			AuthTLS:           c.TLSClientAuthSubjectDN != "" || c.TLSClientAuthSANDNS != "",
 			AuthSelfSignedTLS: c.TLSCertificate != "",
 		}[m]
@@ -284,7 +302,7 @@ func (c *Config) validate(replaced, runtime bool) error {
 		case !known:
 			return fail("token_endpoint_auth_methods", "unknown method %q", m)
 		case !registered:
-			return fail("token_endpoint_auth_methods", "%s needs its credential registered (secret, jwks/public_key, tls_client_auth_subject_dn/san_dns or tls_certificate)", m)
+			return fail("token_endpoint_auth_methods", "%s needs its credential registered (secret, jwks/jwks_uri/public_key, tls_client_auth_subject_dn/san_dns or tls_certificate)", m)
 		}
 	}
 	if len(c.JWKS) > 0 && !json.Valid(c.JWKS) {
@@ -296,6 +314,30 @@ func (c *Config) validate(replaced, runtime bool) error {
 		return fail("require_binding", "unsupported binding %q (dpop, mtls, any)", c.RequireBinding)
 	}
 	return nil
+}
+
+// hasKeys reports whether the client registers keys or certificates.
+func (c *Config) hasKeys() bool { return c.keyOption() != "" }
+
+// keyOption is the first option that registers a key or a certificate of
+// the client, or "".
+func (c *Config) keyOption() string {
+	for _, o := range []struct {
+		name string
+		set  bool
+	}{
+		{"jwks", len(c.JWKS) > 0},
+		{"jwks_uri", c.JWKSURI != ""},
+		{"public_key", c.PublicKey != ""},
+		{"tls_client_auth_subject_dn", c.TLSClientAuthSubjectDN != ""},
+		{"tls_client_auth_san_dns", c.TLSClientAuthSANDNS != ""},
+		{"tls_certificate", c.TLSCertificate != ""},
+	} {
+		if o.set {
+			return o.name
+		}
+	}
+	return ""
 }
 
 // claimError is a mistake in one of a client's own claims.

@@ -272,6 +272,13 @@ func (r *Registry) checkRuntime(cfg *Config) error {
 	if err := cfg.ValidateRuntime(); err != nil {
 		return err
 	}
+	if o := cfg.keyOption(); o != "" {
+		// Assertions and certificates are checked against the keys the
+		// config registers at start: a runtime client's would be taken
+		// and never used. (Records stored before this check still load.)
+		return &OptionError{ClientID: cfg.ClientID, Option: o,
+			Err: errors.New("a client made at run time authenticates with its secret only; register keys and certificates in the config")}
+	}
 	if r.MaxTokenTTL > 0 && time.Duration(cfg.TokenTTL) > r.MaxTokenTTL {
 		return &OptionError{ClientID: cfg.ClientID, Option: "token_ttl",
 			Err: fmt.Errorf("at most %s, the longest token_ttl of the config", r.MaxTokenTTL.String())}

@@ -87,6 +87,15 @@ func TestRuntimeRules(t *testing.T) {
 	if _, err := r.Create(ctx, &Config{ClientID: "long", TokenTTL: 2 * 3600 * 1e9}); !errors.As(err, &oe) || oe.Option != "token_ttl" {
 		t.Errorf("token_ttl over the config's: %v", err)
 	}
+	for _, c := range []*Config{
+		{ClientID: "keys", JWKSURI: "https://keys.example/jwks.json"},
+		{ClientID: "keys", JWKS: []byte(`{"keys":[]}`)},
+		{ClientID: "keys", TLSClientAuthSubjectDN: "CN=keys"},
+	} {
+		if _, err := r.Create(ctx, c); !errors.As(err, &oe) || oe.Option == "" {
+			t.Errorf("runtime client with keys %+v: %v, want refused naming the option", c, err)
+		}
+	}
 	iat := now.Unix()
 	if r.CutOff("cfg", iat) {
 		t.Fatal("cut-off before any")

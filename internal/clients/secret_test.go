@@ -330,7 +330,7 @@ func TestValidate(t *testing.T) {
 		{"id with trailing tab", Config{ClientID: "a\t", Secret: sx}, "surrounding spaces"},
 		{"id longer than MaxIDLength", Config{ClientID: strings.Repeat("a", MaxIDLength+1), Secret: sx}, "longer than 256 bytes"},
 		{"secret and hash", Config{ClientID: "a", Secret: sx, SecretHash: goodBcrypt}, "mutually exclusive"},
-		{"neither secret nor hash", Config{ClientID: "a"}, "one of secret, secret_hash, jwks or public_key is required, or a TLS client certificate"},
+		{"neither secret nor hash", Config{ClientID: "a"}, "one of secret, secret_hash, jwks, jwks_uri or public_key is required, or a TLS client certificate"},
 		{"malformed bcrypt", Config{ClientID: "a", SecretHash: "$2a$10$tooshort"}, "malformed bcrypt hash"},
 		{"bcrypt with bad cost", Config{ClientID: "a", SecretHash: "$2a$xx$" + strings.Repeat("a", 53)}, "malformed bcrypt hash"},
 		{"truncated bcrypt", Config{ClientID: "a", SecretHash: goodBcrypt[:20]}, "malformed bcrypt hash"},

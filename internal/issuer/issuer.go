@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -180,6 +179,10 @@ func New(ctx context.Context, name string, cfg *Config, storage certmagic.Storag
 	} else if err != nil {
 		return nil, err
 	}
+	// Last, so that no failure above leaves a fetcher held; Stop releases them.
+	if err := iss.Assertions.FetchClientKeys(rc.Clients, logger); err != nil {
+		return nil, err
+	}
 	return iss, nil
 }
 
@@ -308,6 +311,7 @@ func (i *Issuer) Stop() {
 		i.cancel()
 		i.wg.Wait()
 	}
+	i.Assertions.Close()
 	if i.close != nil {
 		i.close()
 		i.close = nil
@@ -415,20 +419,21 @@ func (i *Issuer) Metadata() map[string]any {
 	if grants[clients.GrantRefreshToken] {
 		grantList = append(grantList, clients.GrantRefreshToken)
 	}
+	// Revocation and introspection authenticate clients as the token
+	// endpoint does (tokenhandler's authenticate), so the three lists agree.
 	authMethods := []string{"client_secret_basic", "client_secret_post"}
-	tokenAuthMethods := slices.Clone(authMethods)
 	if i.Assertions.HasKeys() {
-		tokenAuthMethods = append(tokenAuthMethods, "private_key_jwt")
+		authMethods = append(authMethods, "private_key_jwt")
 	}
 	tlsMethods := i.Assertions.Methods()
-	tokenAuthMethods = append(tokenAuthMethods, tlsMethods...)
+	authMethods = append(authMethods, tlsMethods...)
 	md := map[string]any{
 		"issuer":                                        i.Config.Issuer,
 		"token_endpoint":                                base + TokenPath,
 		"jwks_uri":                                      base + JWKSPath,
 		"grant_types_supported":                         grantList,
 		"response_types_supported":                      []string{},
-		"token_endpoint_auth_methods_supported":         tokenAuthMethods,
+		"token_endpoint_auth_methods_supported":         authMethods,
 		"revocation_endpoint":                           base + RevokePath,
 		"revocation_endpoint_auth_methods_supported":    authMethods,
 		"introspection_endpoint":                        base + IntrospectPath,
@@ -437,7 +442,9 @@ func (i *Issuer) Metadata() map[string]any {
 		"dpop_signing_alg_values_supported":             dpop.DefaultAlgs,
 	}
 	if i.Assertions.HasKeys() {
-		md["token_endpoint_auth_signing_alg_values_supported"] = clientauth.SigningAlgs
+		for _, ep := range []string{"token", "revocation", "introspection"} {
+			md[ep+"_endpoint_auth_signing_alg_values_supported"] = clientauth.SigningAlgs
+		}
 	}
 	if len(tlsMethods) > 0 {
 		md["tls_client_certificate_bound_access_tokens"] = true

@@ -252,6 +252,7 @@ func (s *keySet) find(kid string) *accesstoken.Key {
 // refetch was less than missWait ago. Concurrent callers wait for the fetch
 // in flight and then use its result instead of making their own.
 func (f *Fetcher) refetch(ctx context.Context) {
+	seen := f.snap.Load()
 	f.mu.Lock()
 	recent := f.missRecentLocked()
 	f.mu.Unlock()
@@ -262,7 +263,7 @@ func (f *Fetcher) refetch(ctx context.Context) {
 	// not be cut short when this request's client goes away.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 	defer cancel()
-	if err := f.fetchForMiss(fctx); err != nil {
+	if err := f.fetchForMiss(fctx, seen); err != nil {
 		f.logger.Warn("refetching the JWK set for an unknown kid", zap.Error(err))
 	}
 }
@@ -274,14 +275,16 @@ func (f *Fetcher) missRecentLocked() bool {
 	return !f.lastMiss.IsZero() && now.Sub(f.lastMiss) < f.missWait && !f.lastMiss.After(now)
 }
 
-// fetchForMiss is the refetch for an unknown kid, skipped when another
-// caller made one while this one waited for the lock. It sets the wait
-// before the next: back to the minimum when the keys changed, doubled
-// (bounded) when they did not or the fetch failed.
-func (f *Fetcher) fetchForMiss(ctx context.Context) error {
+// fetchForMiss is the refetch for an unknown kid of a caller that looked
+// in the set seen. It is skipped when another caller made one while this
+// one waited for the lock, or when any fetch brought a set since seen (the
+// background first fetch, typically: the caller looks again in its
+// result). It sets the wait before the next: back to the minimum when the
+// keys changed, doubled (bounded) when they did not or the fetch failed.
+func (f *Fetcher) fetchForMiss(ctx context.Context, seen *keySet) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.missRecentLocked() {
+	if f.missRecentLocked() || f.snap.Load() != seen {
 		return nil
 	}
 	before := f.snap.Load()
