@@ -173,6 +173,15 @@ func New(ctx context.Context, name string, cfg *Config, storage certmagic.Storag
 	if reg.State == nil {
 		reg.State = caddystorage.NewClients(storage, prefix, logger)
 	}
+	if p, ok := reg.State.(state.ClientsPusher); ok {
+		// Changes pushed by other instances apply at once, not at the next
+		// revocation_sync.
+		p.OnChange(func(ctx context.Context) {
+			if err := reg.Sync(ctx); err != nil {
+				logger.Warn("applying pushed client changes", zap.Error(err))
+			}
+		})
+	}
 	reg.Now, reg.MaxTokenTTL = now, rc.maxTokenTTL()
 	if err := reg.Sync(ctx); errors.Is(err, state.ErrUnavailable) {
 		logger.Warn("client changes not read: state unavailable; reading them when it is back", zap.Error(err))

@@ -37,6 +37,15 @@ type Clients interface {
 	Sync(ctx context.Context) (changed []string, err error)
 }
 
+// ClientsPusher is a Clients that learns of the changes made through other
+// handles as they are made (the Redis backend's pub/sub), not only at Sync.
+// OnChange sets a function it calls, from a goroutine of its own, once it
+// has read such changes: the caller then calls Sync, which names them, to
+// apply them at once rather than at its next tick.
+type ClientsPusher interface {
+	OnChange(func(context.Context))
+}
+
 // Client is the record of one client.
 type Client struct {
 	ID string `json:"client_id"`

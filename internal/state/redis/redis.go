@@ -8,13 +8,15 @@
 // so that on a Redis Cluster all of them sit in one slot and every script
 // touches one slot:
 //
-//	<key_prefix>{<issuer id>}:files      hash: signing keys, refresh MAC keys (storage.go)
+//	<key_prefix>{<issuer id>}:files      hash: signing keys, refresh MAC keys (storage.go),
+//	                                     runtime clients' records and change log (clients.go)
 //	<key_prefix>{<issuer id>}:lock:<n>   SET NX PX lock for key rotation
 //	<key_prefix>{<issuer id>}:rev:<h>    a revocation, expiring with its token (revocations.go)
 //	<key_prefix>{<issuer id>}:fam:<id>   a refresh token family, expiring with it (families.go)
 //	<key_prefix>{<issuer id>}:seen:<h>   a client assertion's jti, expiring with it (seen.go)
 //	<key_prefix>{<issuer id>}:epoch      set once per life of the data
 //	<key_prefix>{<issuer id>}:revocations  pub/sub channel of new revocations
+//	<key_prefix>{<issuer id>}:clients      pub/sub channel of client changes (clients.go)
 //
 // # When Redis goes away
 //
@@ -215,7 +217,7 @@ func (r *Redis) Cleanup() error {
 }
 
 // Open returns one issuer's state on this Redis and starts following its
-// revocations. Nothing is read yet: the first Sync, or the subscription
+// revocations and client changes. Nothing is read yet: the first Sync, or the subscription
 // when it comes up, reads them.
 func (r *Redis) Open(_ context.Context, prefix string) (*state.Handles, error) {
 	return r.open(prefix, time.Now), nil
@@ -230,14 +232,17 @@ func (r *Redis) open(prefix string, now func() time.Time) *state.Handles {
 	b.files = &storage{b: b, files: b.key("files"), locks: map[string]string{}, held: map[string][]byte{}, bound: refresh.StoreBound(prefix)}
 	b.revs = &revocations{b: b, mem: revocation.NewMemory()}
 	b.revs.resync.Store(true)
+	cl := newClients(b, prefix)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); b.revs.subscribe(ctx) }()
+	go func() { defer wg.Done(); cl.subscribe(ctx) }()
 	return &state.Handles{
 		Storage:     b.files,
 		Revocations: b.revs,
 		Families:    &families{b: b},
+		Clients:     cl,
 		SeenOnce:    &seenOnce{b: b},
 		Close:       func() { cancel(); wg.Wait() },
 	}
