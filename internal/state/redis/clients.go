@@ -85,8 +85,19 @@ func (c *clients) Sync(ctx context.Context) ([]string, error) {
 // read changes: the registry calls Sync then, and applies them at once.
 func (c *clients) OnChange(f func(context.Context)) { c.onChange.Store(&f) }
 
-// pull reads the log after a push or a (re)subscription.
-func (c *clients) pull(ctx context.Context) {
+// pull reads the log after a push or a (re)subscription. After a
+// (re)subscription Redis may have come back empty: the instance's state is
+// written back first (checkEpoch), or the read would find no record and
+// forget every client's cut-off until the next Sync.
+func (c *clients) pull(ctx context.Context, subscribed bool) {
+	if subscribed {
+		if err := c.b.checkEpoch(ctx); err != nil {
+			if !errors.Is(err, context.Canceled) {
+				c.b.logger.Warn("checking redis after subscribing to client changes; reading them at the next sync", zap.Error(err))
+			}
+			return
+		}
+	}
 	c.mu.Lock()
 	changed, err := c.Clients.Sync(ctx)
 	for _, id := range changed {
@@ -115,17 +126,18 @@ func (c *clients) subscribe(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case m := <-ch:
-			switch m.(type) {
-			case *goredis.Subscription, *goredis.Message:
-			default:
+			_, subscribed := m.(*goredis.Subscription)
+			if _, ok := m.(*goredis.Message); !ok && !subscribed {
 				continue
 			}
 			// Which client changed is in the log: one read covers every
 			// message queued meanwhile.
 			for len(ch) > 0 {
-				<-ch
+				if _, ok := (<-ch).(*goredis.Subscription); ok {
+					subscribed = true
+				}
 			}
-			c.pull(ctx)
+			c.pull(ctx, subscribed)
 		}
 	}
 }

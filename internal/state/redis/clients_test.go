@@ -146,3 +146,39 @@ func TestClientChangesResyncAfterReconnect(t *testing.T) {
 		t.Fatalf("Sync after the resync named %v, %v; want the change it read", changed, err)
 	}
 }
+
+// TestClientCutOffSurvivesEmptyRestart: Redis comes back empty; the
+// instances resubscribe, and a client disabled before stays refused all
+// along (the log is read only after the instance's state is written
+// back), and after.
+func TestClientCutOffSurvivesEmptyRestart(t *testing.T) {
+	srv := testredis.Start(t)
+	cfg := Redis{Addresses: []string{srv.Addr()}}
+	a, b := open(t, cfg), open(t, cfg)
+	eventually(t, "both subscribed", func() bool { return clientSubscribers(t, srv) == 2 && subscribers(t, srv) == 2 })
+	setDisabled(t, a.Clients, "x", true)
+	eventually(t, "b sees the cut-off", func() bool { rec, ok := b.Clients.Get("x"); return ok && rec.Disabled })
+	pulls := b.Clients.(*clients).pulls.Load()
+	srv.Stop()
+	srv.Wipe()
+	srv.Start()
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		for name, h := range map[string]*state.Handles{"a": a, "b": b} {
+			if rec, ok := h.Clients.Get("x"); !ok || !rec.Disabled {
+				t.Fatalf("%s forgot the cut-off after redis came back empty: %+v %v", name, rec, ok)
+			}
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	if b.Clients.(*clients).pulls.Load() == pulls {
+		t.Fatal("b did not read the log after resubscribing: the test proves nothing")
+	}
+	c := open(t, cfg)
+	if _, err := c.Clients.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if rec, ok := c.Clients.Get("x"); !ok || !rec.Disabled {
+		t.Fatalf("an instance started after the restart: %+v %v; want the cut-off written back", rec, ok)
+	}
+}
