@@ -38,6 +38,19 @@ func TestRedisClientChangesPushed(t *testing.T) {
 		in.proc.WaitReady(in.base + "/.well-known/jwks.json")
 	}
 	a, b := ins[0], ins[1]
+	// Measured from both instances' subscriptions on: a change made
+	// before would be read by the log read that follows subscribing.
+	waitStatus(t, "both instances subscribed to client changes", 200, func() (int, []byte) {
+		ch, err := srv.Do("PUBSUB CHANNELS tokengate:*:clients")
+		if err != nil || ch == "" {
+			return 0, []byte(ch)
+		}
+		out, err := srv.Do("PUBSUB NUMSUB " + ch)
+		if err != nil || !strings.HasSuffix(out, "\n2") {
+			return 0, []byte(out)
+		}
+		return 200, nil
+	})
 
 	const n = 50
 	var created, disabled []time.Duration
