@@ -22,8 +22,9 @@ func TestRedisClientChangesPushed(t *testing.T) {
 	testcaddy.Binary(t)
 	line := "state redis " + srv.Addr()
 	var ins []*apiInstance
-	for i, p := range []int{9436, 9437} {
-		admin := 2936 + i
+	ports := freePorts(t, 4)
+	for i, p := range ports[:2] {
+		admin := ports[2+i]
 		cfg := clusterCaddyfile(p, fmt.Sprintf("localhost:%d", admin), t.TempDir(), `respond "hello {http.auth.user.id}"`, line)
 		// Polling alone would take up to a minute.
 		cfg = strings.Replace(cfg, "revocation_sync 1s", "revocation_sync 1m", 1)

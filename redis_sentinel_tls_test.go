@@ -93,7 +93,7 @@ func TestRedisSentinel(t *testing.T) {
 	up := newUpstream(t)
 	stateLine := fmt.Sprintf("state redis %s {\n\t\t\tmaster_name %s\n\t\t\ttimeout 300ms\n\t\t\tdial_timeout 300ms\n\t\t}",
 		strings.Join(ss.Addrs(), " "), ss.Name)
-	ins := startOnRedisBlock(t, stateLine, up.URL, 9431, 9432)
+	ins := startOnRedisBlock(t, stateLine, up.URL, freePorts(t, 2)...)
 	a, b := ins[0], ins[1]
 	rt := throughRedis(t, a, b)
 	revokedBefore, _ := b.token(t)
@@ -137,10 +137,10 @@ func TestRedisTLS(t *testing.T) {
 		return fmt.Sprintf("state redis %s {\n\t\t\ttls %s\n\t\t\ttls_client %s %s\n\t\t\ttimeout 300ms\n\t\t\tdial_timeout 300ms\n\t\t}",
 			srv.Addr(), ca, srv.TLS.ClientCert, srv.TLS.ClientKey)
 	}
-	ins := startOnRedisBlock(t, stateLine(srv.TLS.CA), up.URL, 9433, 9434)
+	ins := startOnRedisBlock(t, stateLine(srv.TLS.CA), up.URL, freePorts(t, 2)...)
 	throughRedis(t, ins[0], ins[1])
 
-	wrong := startOnRedisBlock(t, stateLine(testredis.MakeCA(t, t.TempDir(), "another-ca")), up.URL, 9435)[0]
+	wrong := startOnRedisBlock(t, stateLine(testredis.MakeCA(t, t.TempDir(), "another-ca")), up.URL, freePorts(t, 1)...)[0]
 	status, body, hdr := post(t, wrong.base+"/oauth/token", "grant_type=client_credentials")
 	is503(t, "token with a wrong CA", status, body, hdr)
 	if out := wrong.proc.Output(); !strings.Contains(out, "certificate signed by unknown authority") {
