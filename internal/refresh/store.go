@@ -36,6 +36,16 @@
 // two instances redeeming one token at the same moment: both answer with
 // the one successor, and the family has one new state.
 //
+// # When the store loses its data
+//
+// A family's record is only in the store. A store that lost its data (a
+// Redis restarted empty) can no longer tell a redeemed token from one
+// never redeemed, so every token made before the loss is refused: the MAC
+// keys are never written back (StoreBound), and a redemption counts only if
+// the token's key is still in the store after the family's record was read
+// and written (keyStored). A backend that notices the loss tells the store
+// (state.ResetNotifier), which then loads or makes the new key at once.
+//
 // # Old tokens
 //
 // Refresh tokens of the earlier format (random, stored by hash at issuance,
