@@ -3,12 +3,15 @@ package tokengate
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/tokengate/tokengate/internal/localissuer"
 )
 
 func parseOption(t *testing.T, input string, existing any) (*App, error) {
@@ -225,6 +228,7 @@ func FuzzIssuerOption(f *testing.F) {
 	f.Add("oauth_issuer {\n issuer\n client {\n }\n}")
 	f.Add("oauth_issuer {\n throttle {\n per_client -1\n window 0\n }\n}")
 	f.Add("oauth_issuer { issuer \"\" client c { secret {env.X} token_ttl 1y } }")
+	f.Add("oauth_issuer {\n issuer https://a\n client c {\n jwks_uri http://[::1]:8/k\n }\n}")
 	f.Fuzz(func(t *testing.T, input string) {
 		v, err := parseIssuerOption(caddyfile.NewTestDispenser(input), nil)
 		if err != nil {
@@ -237,6 +241,11 @@ func FuzzIssuerOption(f *testing.F) {
 		for name, cfg := range app.Issuers {
 			if cfg.Issuer == "" {
 				t.Fatalf("issuer %q accepted without an issuer URL", name)
+			}
+			for _, c := range cfg.Clients {
+				if u, err := url.Parse(c.JWKSURI); c.JWKSURI != "" && (err != nil || (u.Scheme != "https" && !localissuer.IsLoopbackHost(u.Hostname()))) {
+					t.Fatalf("client %q accepted with jwks_uri %q", c.ClientID, c.JWKSURI)
+				}
 			}
 		}
 	})
