@@ -1,9 +1,11 @@
 package jose
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
@@ -15,14 +17,17 @@ import (
 
 // VerifyCompact checks the signature of the compact JWS tok, already
 // split by SplitCompact, with the public key pub and the algorithm alg,
-// which the caller took from the key, never from the token.
+// which the caller took from the key, never from the token. The caller
+// has also read the header: its alg is alg, and it has neither crit nor
+// b64 (jws.VerifyCompactFast checks these again; this does not).
 //
-// ECDSA (ES256, ES384, ES512) and EdDSA, what issuers and DPoP clients
-// sign with, are checked here with the standard library directly:
-// jws.VerifyCompactFast, used for the others, would split and parse the
-// header again and unpack ECDSA signatures into big integers first. An
-// ECDSA signature is the fixed-size r || s of RFC 7518 §3.4, as jwx
-// requires.
+// ECDSA (ES256, ES384, ES512), EdDSA and RSA (RS256…PS512), what issuers
+// and DPoP clients sign with, are checked here with the standard library
+// directly, as jwx's dsig does: jws.VerifyCompactFast, left for any other
+// pairing, would split and parse the header again and unpack ECDSA
+// signatures into big integers first. An ECDSA signature is the fixed-size
+// r || s of RFC 7518 §3.4, as jwx requires; RSA-PSS salts are as long as
+// the hash (RFC 7518 §3.5).
 func VerifyCompact(alg jwa.SignatureAlgorithm, pub any, tok string) bool {
 	dot := strings.LastIndexByte(tok, '.')
 	if dot < 0 {
@@ -68,6 +73,37 @@ func VerifyCompact(alg jwa.SignatureAlgorithm, pub any, tok string) bool {
 			return false
 		}
 		return ed25519.Verify(pub, bytesOf(input), sig[:])
+	case *rsa.PublicKey:
+		name := alg.String()
+		var h crypto.Hash
+		switch name[2:] {
+		case "256":
+			h = crypto.SHA256
+		case "384":
+			h = crypto.SHA384
+		case "512":
+			h = crypto.SHA512
+		}
+		if h == 0 || (name[:2] != "RS" && name[:2] != "PS") {
+			return fallback(alg, pub, tok)
+		}
+		var buf [512]byte // RSA-4096
+		n := base64.RawURLEncoding.DecodedLen(len(sigEnc))
+		if n > len(buf) {
+			return fallback(alg, pub, tok) // a key over 4096 bits
+		}
+		sig := buf[:n]
+		if _, err := base64.RawURLEncoding.Decode(sig, bytesOf(sigEnc)); err != nil {
+			return false
+		}
+		d := h.New()
+		d.Write(bytesOf(input))
+		var sum [sha512.Size]byte
+		digest := d.Sum(sum[:0])
+		if name[0] == 'P' {
+			return rsa.VerifyPSS(pub, h, digest, sig, &rsa.PSSOptions{Hash: h, SaltLength: rsa.PSSSaltLengthEqualsHash}) == nil
+		}
+		return rsa.VerifyPKCS1v15(pub, h, digest, sig) == nil
 	}
 	return fallback(alg, pub, tok)
 }

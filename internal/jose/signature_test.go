@@ -37,6 +37,8 @@ func TestVerifyCompactAgreesWithJWX(t *testing.T) {
 		{jwa.EdDSA(), ed, 20},
 		{jwa.RS256(), rsaKey, 3},
 		{jwa.PS256(), rsaKey, 3},
+		{jwa.RS512(), rsaKey, 1},
+		{jwa.PS384(), rsaKey, 1},
 	} {
 		for i := range tc.runs {
 			signed, err := jws.Sign([]byte(`{"n":`+strings.Repeat("1", i%7+1)+`}`), jws.WithKey(tc.alg, tc.key))
