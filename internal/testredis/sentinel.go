@@ -77,6 +77,25 @@ func (s *Sentinels) Failover() {
 		_, err := s.Sentinels[0].Do("SENTINEL FAILOVER " + s.Name)
 		return err == nil
 	})
+	s.awaitPromotion(next)
+	s.Master, s.Replica = next, old
+}
+
+// KillMaster kills the master (as a crash would) and waits until the
+// Sentinels, finding it down (after 1s), have promoted the replica. The
+// old master stays stopped: Replica is then a stopped server.
+func (s *Sentinels) KillMaster() {
+	s.t.Helper()
+	old, next := s.Master, s.Replica
+	old.Stop()
+	s.awaitPromotion(next)
+	s.Master, s.Replica = next, old
+}
+
+// awaitPromotion waits until every Sentinel names next as master and it
+// acts as one.
+func (s *Sentinels) awaitPromotion(next *Server) {
+	s.t.Helper()
 	s.wait("every Sentinel naming the promoted replica", func() bool {
 		for _, sn := range s.Sentinels {
 			out, err := sn.Do("SENTINEL GET-MASTER-ADDR-BY-NAME " + s.Name)
@@ -88,7 +107,6 @@ func (s *Sentinels) Failover() {
 		role, err := next.Do("ROLE")
 		return err == nil && strings.HasPrefix(role, "master\n")
 	})
-	s.Master, s.Replica = next, old
 }
 
 func (s *Sentinels) wait(what string, ok func() bool) {

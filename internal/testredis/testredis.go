@@ -146,7 +146,7 @@ func (s *Server) args() []string {
 		if _, err := os.Stat(conf); err != nil {
 			host, port, _ := net.SplitHostPort(m.addr)
 			text := fmt.Sprintf("sentinel monitor %[1]s %[2]s %[3]s 1\n"+
-				"sentinel down-after-milliseconds %[1]s 1000\nsentinel failover-timeout %[1]s 10000\n", m.name, host, port)
+				"sentinel down-after-milliseconds %[1]s 1000\nsentinel failover-timeout %[1]s 3000\n", m.name, host, port)
 			if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 				s.t.Fatal(err)
 			}

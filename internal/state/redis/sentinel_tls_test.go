@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +15,8 @@ import (
 )
 
 // works checks one handle's state end to end against a real server: a
-// file stored by a is loaded by b, a revocation at a is pushed to b, and
-// a family advances once.
+// file stored by a is loaded by b, a revocation at a is pushed to b, a
+// family advances once, and a client disabled at a is pushed to b.
 func works(t *testing.T, a, b *state.Handles, tag string) {
 	t.Helper()
 	ctx := context.Background()
@@ -38,6 +39,11 @@ func works(t *testing.T, a, b *state.Handles, tag string) {
 	if rec, found, err := a.Families.Load(ctx, "fam-"+tag); err != nil || !found || rec.Generation != 1 {
 		t.Fatalf("%s: family = %+v, %v, %v", tag, rec, found, err)
 	}
+	setDisabled(t, a.Clients, "client-"+tag, true)
+	eventually(t, tag+": the client change pushed to the other handle", func() bool {
+		rec, ok := b.Clients.Get("client-" + tag)
+		return ok && rec.Disabled
+	})
 }
 
 // TestSentinel runs the state through Sentinels (master_name and the
@@ -140,4 +146,64 @@ func TestTLS(t *testing.T) {
 			t.Error("a client certificate without its key was accepted")
 		}
 	})
+}
+
+// TestSentinelMasterCrash: the master dies; until the Sentinels have
+// promoted the replica every write fails with ErrUnavailable (the
+// endpoints' 503), never another error and never a success; then all
+// works on the new master, with what was stored before.
+func TestSentinelMasterCrash(t *testing.T) {
+	ss := testredis.StartSentinels(t, 2)
+	cfg := Redis{Addresses: ss.Addrs(), MasterName: ss.Name,
+		Timeout: caddy.Duration(300 * time.Millisecond), DialTimeout: caddy.Duration(300 * time.Millisecond)}
+	a, b := open(t, cfg), open(t, cfg)
+	eventually(t, "both subscribed on the master", func() bool { return subscribers(t, ss.Master) == 2 })
+	works(t, a, b, "before")
+	eventually(t, "the replica has the state", func() bool {
+		v, err := ss.Replica.Do("EXISTS " + prefixKey("rev:", "jti-before"))
+		return err == nil && v == "1"
+	})
+
+	ctx := context.Background()
+	crash := time.Now()
+	stop := make(chan struct{})
+	refused := make(chan int)
+	go func() {
+		// Writes while the Sentinels decide: each must fail as unavailable.
+		n := 0
+		defer func() { refused <- n }()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			err := a.Revocations.Revoke(ctx, fmt.Sprintf("during-%d", i), time.Now().Add(time.Minute))
+			if err != nil && !errors.Is(err, state.ErrUnavailable) {
+				t.Errorf("revoke while the master is down: %v; want ErrUnavailable", err)
+				return
+			}
+			if err != nil {
+				n++
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	ss.KillMaster()
+	promoted := time.Since(crash)
+	eventually(t, "a revocation stored on the promoted replica", func() bool {
+		return a.Revocations.Revoke(ctx, "after-crash", time.Now().Add(time.Minute)) == nil
+	})
+	close(stop)
+	n := <-refused
+	t.Logf("master killed: replica promoted after %v, revocations stored again after %v (%d refused as unavailable meanwhile)",
+		promoted.Round(time.Millisecond), time.Since(crash).Round(time.Millisecond), n)
+	if n == 0 {
+		t.Error("no write was refused while the master was down: the test proves nothing")
+	}
+	eventually(t, "the revocation after the crash pushed to the other handle", func() bool { return b.Revocations.IsRevoked("after-crash") })
+	if v, err := b.Storage.Load(ctx, prefix+"/keys.json"); err != nil || string(v) != "keys before" {
+		t.Fatalf("the keys stored before the crash: %q, %v", v, err)
+	}
+	works(t, b, a, "after")
 }
