@@ -14,7 +14,8 @@ import (
 // kill switch, which needs no list of the client's tokens).
 //
 // Every instance sharing the state sees a change at its next Sync (every
-// revocation_sync); the instance that made it sees it at once. Get and All
+// revocation_sync), or as soon as it is pushed with a ClientsPusher; the
+// instance that made it sees it at once. Get and All
 // read memory only: the gate asks on every request. The embedded backend
 // is internal/state/caddystorage, used on every backend's Storage unless
 // the backend's Handles set Clients of its own; statetest.Clients is the
