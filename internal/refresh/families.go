@@ -2,12 +2,16 @@ package refresh
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/internal/state"
+	"github.com/tokengate/tokengate/internal/state/filestorage"
 )
 
 // errCorrupt is a family record that cannot be read: the tokens of the
@@ -19,10 +23,22 @@ var errCorrupt = state.ErrCorrupt
 // under <prefix>/refresh_families/<id>, and updates them under the storage
 // lock of the family: of several instances on one storage, exactly one
 // updates a family at a time, and each reads what the one before wrote.
+//
+// On Caddy's default file storage (on Linux) a record is instead updated
+// in place under a lock on its own file (internal/state/filestorage): the
+// same key and JSON, without the lock file, the rename and their journal
+// commits, which bounded redemptions on that storage.
 type storageFamilies struct {
 	storage certmagic.Storage
 	prefix  string
 	logger  *zap.Logger
+	file    *filestorage.Dir // nil unless storage is a FileStorage
+}
+
+func newStorageFamilies(st certmagic.Storage, prefix string, logger *zap.Logger) *storageFamilies {
+	f := &storageFamilies{storage: st, prefix: prefix, logger: logger}
+	f.file, _ = filestorage.For(st)
+	return f
 }
 
 func (f *storageFamilies) key(id string) string { return f.prefix + "/refresh_families/" + id }
@@ -34,12 +50,43 @@ func (f *storageFamilies) lockName(id string) string {
 }
 
 func (f *storageFamilies) Load(ctx context.Context, id string) (state.Family, bool, error) {
+	if f.file == nil {
+		var rec state.Family
+		found, err := loadJSON(ctx, f.storage, f.logger, f.key(id), &rec)
+		return rec, found, err
+	}
+	data, err := f.file.Load(ctx, f.key(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return state.Family{}, false, nil
+	}
+	if err != nil {
+		return state.Family{}, false, fmt.Errorf("loading refresh token state: %w", err)
+	}
+	return f.decode(id, data)
+}
+
+func (f *storageFamilies) decode(id string, data []byte) (state.Family, bool, error) {
 	var rec state.Family
-	found, err := loadJSON(ctx, f.storage, f.logger, f.key(id), &rec)
-	return rec, found, err
+	if data == nil {
+		return rec, false, nil
+	}
+	if err := json.Unmarshal(data, &rec); err != nil {
+		f.logger.Error("corrupt refresh token record; refusing it", zap.String("key", f.key(id)), zap.Error(err))
+		return rec, false, errCorrupt
+	}
+	return rec, true, nil
 }
 
 func (f *storageFamilies) Update(ctx context.Context, id string, decide func(state.Family, bool) (state.Family, bool, error)) error {
+	if f.file != nil {
+		return f.file.Update(ctx, f.key(id), func(old []byte) ([]byte, bool, error) {
+			rec, found, err := f.decode(id, old)
+			if err != nil {
+				return nil, false, err
+			}
+			return decideJSON(rec, found, decide)
+		})
+	}
 	if err := f.storage.Lock(ctx, f.lockName(id)); err != nil {
 		return fmt.Errorf("locking refresh token family: %v", err)
 	}
@@ -52,11 +99,24 @@ func (f *storageFamilies) Update(ctx context.Context, id string, decide func(sta
 	if err != nil {
 		return err
 	}
-	next, write, err := decide(rec, found)
+	data, write, err := decideJSON(rec, found, decide)
 	if err != nil || !write {
 		return err
 	}
-	return storeJSON(ctx, f.storage, f.key(id), next)
+	if err := f.storage.Store(ctx, f.key(id), data); err != nil {
+		return fmt.Errorf("storing refresh token state: %w", err)
+	}
+	return nil
+}
+
+// decideJSON runs decide and encodes the record it decides to write.
+func decideJSON(rec state.Family, found bool, decide func(state.Family, bool) (state.Family, bool, error)) ([]byte, bool, error) {
+	next, write, err := decide(rec, found)
+	if err != nil || !write {
+		return nil, false, err
+	}
+	data, err := json.Marshal(next)
+	return data, err == nil, err
 }
 
 var _ state.Families = (*storageFamilies)(nil)

@@ -153,7 +153,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, errors.New("no storage for refresh tokens")
 	}
 	s := &Store{cfg: cfg, families: cfg.Families}
-	s.legacy = &storageFamilies{storage: cfg.Storage, prefix: cfg.Prefix, logger: cfg.Logger}
+	s.legacy = newStorageFamilies(cfg.Storage, cfg.Prefix, cfg.Logger)
 	if s.families == nil {
 		s.families = s.legacy
 	}
@@ -545,19 +545,15 @@ func (s *Store) Sweep(ctx context.Context) (int, error) {
 	return deleted, nil
 }
 
-func storeJSON(ctx context.Context, st certmagic.Storage, key string, v any) error {
+func (s *Store) storeJSON(ctx context.Context, key string, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	if err := st.Store(ctx, key, data); err != nil {
+	if err := s.cfg.Storage.Store(ctx, key, data); err != nil {
 		return fmt.Errorf("storing refresh token state: %w", err)
 	}
 	return nil
-}
-
-func (s *Store) storeJSON(ctx context.Context, key string, v any) error {
-	return storeJSON(ctx, s.cfg.Storage, key, v)
 }
 
 // loadJSON reads key into v; a missing key is (false, nil). Corrupt content
