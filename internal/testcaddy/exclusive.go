@@ -1,0 +1,25 @@
+package testcaddy
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// Exclusive runs a package's tests while holding a lock named after the
+// package, machine-wide: the tests listen on fixed ports, and Caddy binds
+// with SO_REUSEPORT, so two runs of one package at once (two checkouts on
+// one machine) would answer each other's requests instead of failing to
+// start. Runs of different packages, which use different ports, still go
+// side by side. Use it from TestMain: os.Exit(testcaddy.Exclusive(m, "validator")).
+func Exclusive(m *testing.M, pkg string) int {
+	name := filepath.Join(os.TempDir(), "tokengate-test-"+pkg+".lock")
+	unlock, err := lockFile(name)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "testcaddy: taking %s: %v\n", name, err)
+		return 1
+	}
+	defer unlock()
+	return m.Run()
+}
