@@ -9,12 +9,14 @@ import (
 	"io/fs"
 	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/tokengate/tokengate/internal/state"
+	"github.com/tokengate/tokengate/internal/state/filestorage"
 )
 
 // SeenOnce is state.SeenOnce on Caddy's storage: the cluster-wide replay
@@ -39,8 +41,14 @@ import (
 // Sweep deletes each bucket three spans old or more, whole: storage holds
 // at most a few spans of claims, and a sweep costs one List however many
 // claims there are.
+//
+// On Caddy's file storage on Linux the lock is a lock on a file named by
+// the key's hash, and the record is written under the lock of its own file
+// and fdatasync'd (internal/state/filestorage): the same records, without
+// certmagic's lock file and the fsyncs of Lock and Store.
 type SeenOnce struct {
 	storage certmagic.Storage
+	file    *filestorage.Dir // nil unless storage is a FileStorage
 	prefix  string
 	now     func() time.Time
 	logger  *zap.Logger
@@ -55,7 +63,9 @@ func NewSeenOnce(storage certmagic.Storage, prefix string, now func() time.Time,
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	return &SeenOnce{storage: storage, prefix: prefix, now: now, logger: logger}
+	s := &SeenOnce{storage: storage, prefix: prefix, now: now, logger: logger}
+	s.file, _ = filestorage.For(storage)
+	return s
 }
 
 func (s *SeenOnce) dir() string { return s.prefix + "/seen" }
@@ -81,6 +91,9 @@ func (s *SeenOnce) Claim(ctx context.Context, key string, until time.Time) (bool
 	}
 	sum := sha256.Sum256([]byte(key))
 	hash := hex.EncodeToString(sum[:16])
+	if s.file != nil {
+		return s.claimFile(ctx, hash, until, now)
+	}
 	if err := s.storage.Lock(ctx, s.lockName(hash)); err != nil {
 		return false, fmt.Errorf("%w: locking a seen-once record: %v", state.ErrUnavailable, err)
 	}
@@ -90,16 +103,49 @@ func (s *SeenOnce) Claim(ctx context.Context, key string, until time.Time) (bool
 		}
 	}()
 	bucket := bucketOf(now)
-	for _, b := range []int64{bucket, bucket - span, bucket + span} {
-		live, err := s.live(ctx, s.recordKey(b, hash), now)
-		if err != nil || live {
-			return false, err
-		}
+	if live, err := s.anyLive(ctx, bucket, hash, now); err != nil || live {
+		return false, err
 	}
 	if err := s.storage.Store(ctx, s.recordKey(bucket, hash), strconv.AppendInt(nil, until.UnixMilli(), 10)); err != nil {
 		return false, fmt.Errorf("%w: storing a seen-once record: %v", state.ErrUnavailable, err)
 	}
 	return true, nil
+}
+
+// claimFile is Claim on the file storage: the same steps under the lock of
+// the file <prefix>/locks/seen_<hash>, which is removed again.
+func (s *SeenOnce) claimFile(ctx context.Context, hash string, until, now time.Time) (bool, error) {
+	first := false
+	err := s.file.Update(ctx, s.lockName(hash), func([]byte) ([]byte, bool, error) {
+		bucket := bucketOf(now)
+		if live, err := s.anyLive(ctx, bucket, hash, now); err != nil || live {
+			return nil, false, err
+		}
+		err := s.file.Update(ctx, s.recordKey(bucket, hash), func(old []byte) ([]byte, bool, error) {
+			if old != nil && s.liveRecord(old, now) {
+				return nil, false, nil
+			}
+			first = true
+			return strconv.AppendInt(nil, until.UnixMilli(), 10), true, nil
+		})
+		return nil, false, err
+	})
+	if err != nil && !errors.Is(err, state.ErrUnavailable) {
+		return false, fmt.Errorf("%w: claiming a seen-once record: %v", state.ErrUnavailable, err)
+	}
+	return first && err == nil, err
+}
+
+// anyLive reports whether a live claim of hash is in bucket or either
+// bucket beside it.
+func (s *SeenOnce) anyLive(ctx context.Context, bucket int64, hash string, now time.Time) (bool, error) {
+	for _, b := range []int64{bucket, bucket - span, bucket + span} {
+		live, err := s.live(ctx, s.recordKey(b, hash), now)
+		if err != nil || live {
+			return live, err
+		}
+	}
+	return false, nil
 }
 
 // live reports whether the record at key holds a claim that has not
@@ -113,12 +159,19 @@ func (s *SeenOnce) live(ctx context.Context, key string, now time.Time) (bool, e
 	if err != nil {
 		return false, fmt.Errorf("%w: loading a seen-once record: %v", state.ErrUnavailable, err)
 	}
-	until, err := strconv.ParseInt(string(data), 10, 64)
+	return s.liveRecord(data, now), nil
+}
+
+// liveRecord reports whether a record's claim has not expired; a corrupt
+// one counts as live.
+func (s *SeenOnce) liveRecord(data []byte, now time.Time) bool {
+	// Trimmed: records written in place are padded with spaces.
+	until, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
 	if err != nil {
-		s.logger.Error("corrupt seen-once record; counted as seen", zap.String("key", key))
-		return true, nil
+		s.logger.Error("corrupt seen-once record; counted as seen")
+		return true
 	}
-	return now.UnixMilli() < until, nil
+	return now.UnixMilli() < until
 }
 
 // Sweep deletes the buckets three spans old or more and reports how many.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,31 +15,47 @@ import (
 	"github.com/tokengate/tokengate/internal/state"
 	"github.com/tokengate/tokengate/internal/statetest"
 	"github.com/tokengate/tokengate/internal/testclock"
+	"github.com/tokengate/tokengate/internal/testsync"
 )
 
 // TestSeenOnceConformance runs the state backends' suite on Caddy's file
-// storage; the store is down while its directory is a file.
+// storage, spoken to directly (internal/state/filestorage) and through
+// certmagic.Storage (any other storage module); the store is down while
+// its directory is a file.
 func TestSeenOnceConformance(t *testing.T) {
-	dir := t.TempDir()
-	st := &certmagic.FileStorage{Path: dir}
-	open := func(t *testing.T, now func() time.Time) state.SeenOnce { return NewSeenOnce(st, "p", now, nil) }
-	down := func(t *testing.T) func() {
-		if err := os.Rename(dir, dir+".away"); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(dir, nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return func() {
-			if err := os.Remove(dir); err != nil {
-				t.Fatal(err)
+	for _, direct := range []bool{true, false} {
+		t.Run(map[bool]string{true: "file storage, direct", false: "through certmagic.Storage"}[direct], func(t *testing.T) {
+			dir := t.TempDir()
+			var st certmagic.Storage = &certmagic.FileStorage{Path: dir}
+			if !direct {
+				st = &statetest.CountingStorage{Storage: st}
 			}
-			if err := os.Rename(dir+".away", dir); err != nil {
-				t.Fatal(err)
+			open := func(t *testing.T, now func() time.Time) state.SeenOnce {
+				s := NewSeenOnce(st, "p", now, nil)
+				if (s.file != nil) != direct {
+					t.Fatalf("direct file access: %v, want %v", s.file != nil, direct)
+				}
+				return s
 			}
-		}
+			down := func(t *testing.T) func() {
+				if err := os.Rename(dir, dir+".away"); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(dir, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return func() {
+					if err := os.Remove(dir); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.Rename(dir+".away", dir); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			statetest.SeenOnce(t, open, down)
+		})
 	}
-	statetest.SeenOnce(t, open, down)
 }
 
 // TestSeenOnceSweep: a sweep deletes whole buckets once no claim can look
@@ -126,8 +143,47 @@ func TestSeenOnceCorruptRecordRefuses(t *testing.T) {
 }
 
 // BenchmarkSeenOnceClaim is the first claim of a key on Caddy's file
-// storage: a lock file made and removed, three reads that find nothing and
-// one atomic write.
+// storage: spoken to directly (a lock on a file made and removed, three
+// reads that find nothing, one record written and fdatasync'd) and through
+// certmagic.Storage (a lock file made and removed, three reads, one atomic
+// write, each of the lock and the write with its fsync).
 func BenchmarkSeenOnceClaim(b *testing.B) {
-	statetest.BenchmarkSeenOnce(b, NewSeenOnce(&certmagic.FileStorage{Path: b.TempDir()}, "p", nil, nil))
+	for _, direct := range []bool{true, false} {
+		b.Run(map[bool]string{true: "direct", false: "storage-interface"}[direct], func(b *testing.B) {
+			var st certmagic.Storage = &certmagic.FileStorage{Path: b.TempDir()}
+			if !direct {
+				st = &statetest.CountingStorage{Storage: st}
+			}
+			statetest.BenchmarkSeenOnce(b, NewSeenOnce(st, "p", nil, nil))
+		})
+	}
+}
+
+// Two instances whose clocks put them in different buckets claim the same
+// keys at the same moment: exactly one of each pair is first (the lock on
+// the key's hash covers the buckets either side, not only the record).
+func TestSeenOnceConcurrentAcrossBuckets(t *testing.T) {
+	ctx := context.Background()
+	st := &certmagic.FileStorage{Path: t.TempDir()}
+	at := time.Date(2030, 1, 2, 3, 14, 59, 0, time.UTC)
+	handles := []*SeenOnce{
+		NewSeenOnce(st, "p", func() time.Time { return at }, nil),
+		NewSeenOnce(st, "p", func() time.Time { return at.Add(2 * time.Second) }, nil), // the next bucket
+	}
+	for i := range 100 {
+		key := "k" + strconv.Itoa(i)
+		var firsts atomic.Int32
+		testsync.AtOnce(2, func(j int) {
+			first, err := handles[j].Claim(ctx, key, at.Add(time.Minute))
+			if err != nil {
+				t.Error(err)
+			}
+			if first {
+				firsts.Add(1)
+			}
+		})
+		if n := firsts.Load(); n != 1 {
+			t.Fatalf("key %d: %d of 2 concurrent claims in neighbouring buckets were first", i, n)
+		}
+	}
 }

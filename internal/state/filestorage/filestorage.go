@@ -27,9 +27,11 @@
 // that the file is still the one at the key (a Sweep may have deleted it),
 // reads it, writes the new record over it from offset 0, padded with
 // spaces (valid JSON whitespace) to at least the file's size so that it
-// never shrinks, and fdatasyncs it before the answer. A new record file
-// also has its directory synced. Load takes the shared lock, so it never
-// reads a record half-written.
+// never shrinks, and fdatasyncs it before the answer. As FileStorage.Store
+// does, it does not sync the directory: a new record's file is durable with
+// its directory entry where the file system journals both in one
+// transaction (ext4, XFS). Load takes the shared lock, so it never reads a
+// record half-written.
 //
 // These locks are not certmagic's lock files: all instances sharing a
 // storage directory must take them, so the instances of a cluster on one
@@ -117,11 +119,6 @@ func (d *Dir) updateLocked(ctx context.Context, f *os.File, name string, created
 	}
 	if err := writeRecord(f, next, size); err != nil {
 		return true, fmt.Errorf("writing %s: %w", filepath.Base(name), err)
-	}
-	if created {
-		if err := syncDir(filepath.Dir(name)); err != nil {
-			return true, err
-		}
 	}
 	return true, nil
 }
@@ -216,13 +213,4 @@ func writeRecord(f *os.File, data []byte, size int64) error {
 		return err
 	}
 	return datasync(f)
-}
-
-func syncDir(dir string) error {
-	df, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer df.Close()
-	return df.Sync()
 }
