@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -14,6 +15,11 @@ import (
 // start. Runs of different packages, which use different ports, still go
 // side by side. Use it from TestMain: os.Exit(testcaddy.Exclusive(m, "validator")).
 func Exclusive(m *testing.M, pkg string) int {
+	if fuzzWorker() {
+		// Started by `go test -fuzz`'s coordinator, which holds the lock
+		// and listens on nothing while it fuzzes.
+		return m.Run()
+	}
 	name := filepath.Join(os.TempDir(), "tokengate-test-"+pkg+".lock")
 	unlock, err := lockFile(name)
 	if err != nil {
@@ -22,4 +28,15 @@ func Exclusive(m *testing.M, pkg string) int {
 	}
 	defer unlock()
 	return m.Run()
+}
+
+// fuzzWorker reports whether this process is a fuzzing worker, run by the
+// test binary that already took the lock.
+func fuzzWorker() bool {
+	for _, a := range os.Args[1:] {
+		if strings.HasPrefix(a, "-test.fuzzworker") {
+			return true
+		}
+	}
+	return false
 }
