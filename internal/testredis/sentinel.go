@@ -1,6 +1,7 @@
 package testredis
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -13,6 +14,8 @@ import (
 type Sentinels struct {
 	t    testing.TB
 	Name string
+	// User and Password are what the Sentinels require (SentinelOptions).
+	User, Password string
 	// Master and Replica are the servers in their current roles: Failover
 	// swaps them.
 	Master, Replica *Server
@@ -24,7 +27,24 @@ type Sentinels struct {
 // failover can promote it.
 func StartSentinels(t testing.TB, n int) *Sentinels {
 	t.Helper()
-	s := &Sentinels{t: t, Name: "tokengate-test"}
+	return StartSentinelsWith(t, n, SentinelOptions{})
+}
+
+// SentinelOptions change how the Sentinels run; the master and replica
+// require no password either way.
+type SentinelOptions struct {
+	// Password makes the Sentinels require it from their clients: alone,
+	// as requirepass; with User, as that ACL user's password (user <User>
+	// on ><Password> ~* &* +@all), the default user being off. The
+	// Sentinels authenticate to each other with them (sentinel
+	// sentinel-user, sentinel-pass), and so do the Sentinels' Do.
+	User, Password string
+}
+
+// StartSentinelsWith is StartSentinels with opts.
+func StartSentinelsWith(t testing.TB, n int, opts SentinelOptions) *Sentinels {
+	t.Helper()
+	s := &Sentinels{t: t, Name: "tokengate-test", User: opts.User, Password: opts.Password}
 	s.Master = Start(t)
 	s.Replica = StartWith(t, Options{ReplicaOf: s.Master.Addr()})
 	s.wait("the replica in sync", func() bool {
@@ -32,7 +52,7 @@ func StartSentinels(t testing.TB, n int) *Sentinels {
 		return err == nil && strings.Contains(info, "master_link_status:up")
 	})
 	for range n {
-		s.Sentinels = append(s.Sentinels, StartWith(t, Options{sentinel: &monitor{s.Name, s.Master.Addr()}}))
+		s.Sentinels = append(s.Sentinels, StartWith(t, Options{sentinel: &monitor{s.Name, s.Master.Addr(), opts.User, opts.Password}}))
 	}
 	s.wait("every Sentinel knowing the replica", func() bool {
 		for _, sn := range s.Sentinels {
@@ -117,5 +137,32 @@ func (s *Sentinels) wait(what string, ok func() bool) {
 			s.t.Fatalf("testredis: not within 30s: %s", what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// authConfig is the part of a Sentinel's config file that makes it
+// require the monitor's user and password, and use them with the other
+// Sentinels.
+func (m *monitor) authConfig() string {
+	switch {
+	case m.password == "":
+		return ""
+	case m.user == "":
+		return fmt.Sprintf("requirepass %[1]s\nsentinel sentinel-pass %[1]s\n", m.password)
+	default:
+		return fmt.Sprintf("user default off\nuser %[1]s on >%[2]s ~* &* +@all\n"+
+			"sentinel sentinel-user %[1]s\nsentinel sentinel-pass %[2]s\n", m.user, m.password)
+	}
+}
+
+// authArgs are the arguments of the AUTH that Do sends first.
+func (m *monitor) authArgs() []string {
+	switch {
+	case m.password == "":
+		return nil
+	case m.user == "":
+		return []string{m.password}
+	default:
+		return []string{m.user, m.password}
 	}
 }

@@ -63,7 +63,12 @@ type Options struct {
 	sentinel *monitor
 }
 
-type monitor struct{ name, addr string }
+// monitor is what a Sentinel watches, and the user and password it
+// requires (none when Password is empty).
+type monitor struct {
+	name, addr     string
+	user, password string
+}
 
 // Server is one redis-server process.
 type Server struct {
@@ -74,6 +79,9 @@ type Server struct {
 	opts Options
 	// TLS are the server's certificate files, when it speaks TLS.
 	TLS *TLSFiles
+	// auth are the AUTH arguments Do sends first, for a server that
+	// requires a password.
+	auth []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -91,6 +99,9 @@ func StartWith(t testing.TB, opts Options) *Server {
 	s.Port = freePort(t, opts.Cluster)
 	if opts.TLS {
 		s.TLS = makeTLSFiles(t, s.Dir)
+	}
+	if opts.sentinel != nil {
+		s.auth = opts.sentinel.authArgs()
 	}
 	s.Start()
 	t.Cleanup(s.Stop)
@@ -147,6 +158,7 @@ func (s *Server) args() []string {
 			host, port, _ := net.SplitHostPort(m.addr)
 			text := fmt.Sprintf("sentinel monitor %[1]s %[2]s %[3]s 1\n"+
 				"sentinel down-after-milliseconds %[1]s 1000\nsentinel failover-timeout %[1]s 3000\n", m.name, host, port)
+			text += m.authConfig()
 			if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 				s.t.Fatal(err)
 			}
@@ -215,13 +227,14 @@ func (s *Server) Do(cmd string) (string, error) { return s.command(strings.Field
 // command runs one command on the server, over TLS (with the client
 // certificate) when the server speaks TLS.
 func (s *Server) command(args ...string) (string, error) {
-	if s.TLS == nil {
-		return Command(s.Addr(), args...)
+	dial := func() (net.Conn, error) { return net.DialTimeout("tcp", s.Addr(), time.Second) }
+	if s.TLS != nil {
+		dial = func() (net.Conn, error) {
+			d := &net.Dialer{Timeout: time.Second}
+			return tls.DialWithDialer(d, "tcp", s.Addr(), s.TLS.ClientConfig())
+		}
 	}
-	return commandOn(func() (net.Conn, error) {
-		d := &net.Dialer{Timeout: time.Second}
-		return tls.DialWithDialer(d, "tcp", s.Addr(), s.TLS.ClientConfig())
-	}, args...)
+	return commandAuth(dial, s.auth, args...)
 }
 
 // Cluster is a Redis Cluster of three masters without replicas.
@@ -302,25 +315,41 @@ func freePort(t testing.TB, bus bool) int {
 // elements joined by newlines). It is enough to wait for a server and to
 // poke it in tests without a client library.
 func Command(addr string, args ...string) (string, error) {
-	return commandOn(func() (net.Conn, error) { return net.DialTimeout("tcp", addr, time.Second) }, args...)
+	return commandAuth(func() (net.Conn, error) { return net.DialTimeout("tcp", addr, time.Second) }, nil, args...)
 }
 
-func commandOn(dial func() (net.Conn, error), args ...string) (string, error) {
+// commandAuth runs AUTH with auth first when it is not empty, then the
+// command, on one connection.
+func commandAuth(dial func() (net.Conn, error), auth []string, args ...string) (string, error) {
 	conn, err := dial()
 	if err != nil {
 		return "", err
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(conn)
+	if len(auth) > 0 {
+		if _, err := conn.Write(resp(append([]string{"AUTH"}, auth...))); err != nil {
+			return "", err
+		}
+		if _, err := readReply(r); err != nil {
+			return "", fmt.Errorf("AUTH: %v", err)
+		}
+	}
+	if _, err := conn.Write(resp(args)); err != nil {
+		return "", err
+	}
+	return readReply(r)
+}
+
+// resp is a command in RESP.
+func resp(args []string) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
 	for _, a := range args {
 		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
 	}
-	if _, err := conn.Write([]byte(b.String())); err != nil {
-		return "", err
-	}
-	return readReply(bufio.NewReader(conn))
+	return []byte(b.String())
 }
 
 func readReply(r *bufio.Reader) (string, error) {

@@ -66,3 +66,27 @@ func TestTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestSentinelsAuth: Sentinels that require a password (requirepass, or an
+// ACL user) refuse a client without it, answer the helper's commands
+// (which authenticate) and promote the replica.
+func TestSentinelsAuth(t *testing.T) {
+	for _, opts := range []SentinelOptions{{Password: "sentinel-secret"}, {User: "watcher", Password: "sentinel-secret"}} {
+		t.Run("user="+opts.User, func(t *testing.T) {
+			s := StartSentinelsWith(t, 2, opts)
+			for _, sn := range s.Sentinels {
+				if _, err := Command(sn.Addr(), "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.Name); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+					t.Fatalf("a Sentinel answered a client that did not authenticate: %v", err)
+				}
+			}
+			first := s.Master.Addr()
+			if got := s.MasterAddr(); got != first {
+				t.Fatalf("the sentinel names %s as master, want %s", got, first)
+			}
+			s.Failover()
+			if s.Master.Addr() == first || s.MasterAddr() != s.Master.Addr() {
+				t.Fatalf("after a failover the master is %s (sentinel: %s), was %s", s.Master.Addr(), s.MasterAddr(), first)
+			}
+		})
+	}
+}
