@@ -13,6 +13,8 @@ import (
 //		master_name  <name>
 //		username     <user>
 //		password     <password or {env.*}/{file.*} placeholder>
+//		sentinel_username <user>
+//		sentinel_password <password or {env.*}/{file.*} placeholder>
 //		tls          [<ca pem file>]
 //		tls_client   <client certificate pem file> <its key pem file>
 //		key_prefix   <prefix>
@@ -48,12 +50,13 @@ func (r *Redis) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.Args(&r.TLSCert, &r.TLSKey) || d.NextArg() {
 				return d.ArgErr()
 			}
-		case "master_name", "username", "password", "key_prefix":
+		case "master_name", "username", "password", "sentinel_username", "sentinel_password", "key_prefix":
 			var v string
 			if !d.Args(&v) || d.NextArg() {
 				return d.ArgErr()
 			}
-			*map[string]*string{"master_name": &r.MasterName, "username": &r.Username, "password": &r.Password, "key_prefix": &r.KeyPrefix}[opt] = v
+			*map[string]*string{"master_name": &r.MasterName, "username": &r.Username, "password": &r.Password,
+				"sentinel_username": &r.SentinelUsername, "sentinel_password": &r.SentinelPassword, "key_prefix": &r.KeyPrefix}[opt] = v
 		case "dial_timeout", "timeout":
 			var v string
 			if !d.Args(&v) || d.NextArg() {

@@ -89,6 +89,12 @@ type Redis struct {
 	// {file./run/secrets/redis} are replaced at provision. Default: none.
 	Username string `json:"username,omitempty"`
 	Password string `json:"password,omitempty"`
+	// SentinelUsername and SentinelPassword are what the Sentinels
+	// require (their requirepass, or an ACL user of theirs), apart from the
+	// master's Username and Password; placeholders are replaced at
+	// provision as for Password. Only with master_name. Default: none.
+	SentinelUsername string `json:"sentinel_username,omitempty"`
+	SentinelPassword string `json:"sentinel_password,omitempty"`
 	// TLS turns TLS on; TLSCA is a PEM file of the CAs to trust instead of
 	// the system's. With Sentinel, the Sentinels are reached over TLS too.
 	// Default: off.
@@ -161,7 +167,12 @@ func (r *Redis) Options(repl *caddy.Replacer) (*goredis.UniversalOptions, error)
 		name string
 		in   string
 		out  *string
-	}{{"username", r.Username, &o.Username}, {"password", r.Password, &o.Password}} {
+	}{
+		{"username", r.Username, &o.Username},
+		{"password", r.Password, &o.Password},
+		{"sentinel_username", r.SentinelUsername, &o.SentinelUsername},
+		{"sentinel_password", r.SentinelPassword, &o.SentinelPassword},
+	} {
 		if f.in == "" {
 			continue
 		}
@@ -201,6 +212,9 @@ func (r *Redis) Validate() error {
 	}
 	if r.Cluster && r.MasterName != "" {
 		return errors.New("redis: cluster and master_name (Sentinel) exclude each other")
+	}
+	if r.MasterName == "" && (r.SentinelUsername != "" || r.SentinelPassword != "") {
+		return errors.New("redis: sentinel_username and sentinel_password need master_name (Sentinel)")
 	}
 	if (r.TLSCert == "") != (r.TLSKey == "") {
 		return errors.New("redis: a TLS client certificate needs both its certificate and its key file")
