@@ -85,6 +85,48 @@ func TestSentinel(t *testing.T) {
 	eventually(t, "both subscribed on the new master", func() bool { return subscribers(t, ss.Master) == 2 })
 }
 
+// TestSentinelAuth runs the state through Sentinels that require a
+// password (requirepass) or an ACL user: with sentinel_password (and
+// sentinel_username) every operation works; with a wrong or missing one
+// every operation fails with ErrUnavailable (the endpoints' 503), its
+// error says why and holds no password, and nothing is stored.
+func TestSentinelAuth(t *testing.T) {
+	const secret = "s3ntinel-Secret"
+	for _, opts := range []testredis.SentinelOptions{{Password: secret}, {User: "watcher", Password: secret}} {
+		t.Run("user="+opts.User, func(t *testing.T) {
+			ss := testredis.StartSentinelsWith(t, 2, opts)
+			cfg := func(user, password string) Redis {
+				return Redis{Addresses: ss.Addrs(), MasterName: ss.Name, SentinelUsername: user, SentinelPassword: password,
+					Timeout: caddy.Duration(300 * time.Millisecond), DialTimeout: caddy.Duration(300 * time.Millisecond)}
+			}
+			a, b := open(t, cfg(opts.User, opts.Password)), open(t, cfg(opts.User, opts.Password))
+			works(t, a, b, "auth")
+
+			ctx := context.Background()
+			for _, bad := range []struct{ name, user, password, want string }{
+				{"wrong password", opts.User, "not-" + secret, "WRONGPASS"},
+				{"no password", "", "", "NOAUTH"},
+			} {
+				h := open(t, cfg(bad.user, bad.password))
+				err := h.Revocations.Revoke(ctx, "refused-"+bad.name, time.Now().Add(time.Minute))
+				if !errors.Is(err, state.ErrUnavailable) || !strings.Contains(err.Error(), bad.want) {
+					t.Fatalf("%s: revoke = %v; want ErrUnavailable naming %s", bad.name, err, bad.want)
+				}
+				if strings.Contains(err.Error(), secret) {
+					t.Fatalf("%s: the error holds the password: %v", bad.name, err)
+				}
+				if _, err := h.Storage.Load(ctx, prefix+"/keys.json"); !errors.Is(err, state.ErrUnavailable) {
+					t.Fatalf("%s: load = %v; want ErrUnavailable", bad.name, err)
+				}
+				t.Logf("%s: %v", bad.name, err)
+			}
+			if v, err := ss.Master.Do("KEYS *refused-*"); err != nil || v != "" {
+				t.Fatalf("something was stored through a refused Sentinel: %q, %v", v, err)
+			}
+		})
+	}
+}
+
 // TestTLS runs the state over TLS: with the CA file, with a client
 // certificate where the server asks for one; a server whose certificate
 // is not signed by the configured CA, or that asks for a client

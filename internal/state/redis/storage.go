@@ -264,9 +264,10 @@ func unavailable(err error) error {
 }
 
 // isConnectivity tells the replies that mean "not now" (a node loading its
-// data, a cluster being reconfigured) from real errors.
+// data, a cluster being reconfigured; a server or Sentinel refusing the
+// configured password, as a TLS failure is) from real errors.
 func isConnectivity(msg string) bool {
-	for _, p := range []string{"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY"} {
+	for _, p := range []string{"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY", "WRONGPASS", "NOAUTH"} {
 		if strings.HasPrefix(msg, p) {
 			return true
 		}
