@@ -3,6 +3,7 @@ package tokengate_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -145,5 +146,54 @@ func TestRedisTLS(t *testing.T) {
 	is503(t, "token with a wrong CA", status, body, hdr)
 	if out := wrong.proc.Output(); !strings.Contains(out, "certificate signed by unknown authority") {
 		t.Errorf("the log of an instance with a wrong CA does not name the certificate error:\n%s", out)
+	}
+}
+
+// TestRedisSentinelAuth: Sentinels that require an ACL user and password.
+// An instance with sentinel_username and sentinel_password (from
+// {env.*}) issues a token and redeems its refresh token; an instance with
+// a wrong password, and one with none, answer 503 on the token endpoint
+// and on a refresh (never 200), and their logs say why (WRONGPASS,
+// NOAUTH). No password appears in any instance's output.
+func TestRedisSentinelAuth(t *testing.T) {
+	const secret, wrongSecret = "Sentinel-Pass-4a7f", "Wrong-Pass-91c2"
+	ss := testredis.StartSentinelsWith(t, 2, testredis.SentinelOptions{User: "tokengate", Password: secret})
+	t.Setenv("TG_TEST_SENTINEL_PASSWORD", secret)
+	up := newUpstream(t)
+	stateLine := func(auth string) string {
+		return fmt.Sprintf("state redis %s {\n\t\t\tmaster_name %s\n%s\t\t\ttimeout 300ms\n\t\t\tdial_timeout 300ms\n\t\t}",
+			strings.Join(ss.Addrs(), " "), ss.Name, auth)
+	}
+	good := startOnRedisBlock(t, stateLine("\t\t\tsentinel_username tokengate\n\t\t\tsentinel_password {env.TG_TEST_SENTINEL_PASSWORD}\n"), up.URL, freePorts(t, 1)...)[0]
+	_, rt := good.token(t)
+	status, body := redeem(t, good, rt)
+	if status != 200 {
+		t.Fatalf("refresh through Sentinels with their password: %d %s", status, body)
+	}
+	rt = refreshTokenOf(t, body)
+
+	for _, bad := range []struct{ name, auth, why string }{
+		{"wrong password", "\t\t\tsentinel_username tokengate\n\t\t\tsentinel_password " + wrongSecret + "\n", "WRONGPASS"},
+		{"no password", "", "NOAUTH"},
+	} {
+		in := startOnRedisBlock(t, stateLine(bad.auth), up.URL, freePorts(t, 1)...)[0]
+		status, body, hdr := post(t, in.base+"/oauth/token", "grant_type=client_credentials")
+		is503(t, bad.name+": token", status, body, hdr)
+		status, body, hdr = post(t, in.base+"/oauth/token", "grant_type=refresh_token&refresh_token="+url.QueryEscape(rt))
+		is503(t, bad.name+": refresh", status, body, hdr)
+		out := in.proc.Output()
+		if !strings.Contains(out, bad.why) || !strings.Contains(out, "issuer state unavailable") {
+			t.Errorf("%s: the log does not say why the state is unavailable (%s):\n%s", bad.name, bad.why, out)
+		}
+		if strings.Contains(out, secret) || strings.Contains(out, wrongSecret) {
+			t.Errorf("%s: a password in the log:\n%s", bad.name, out)
+		}
+	}
+	// The good instance still redeems: the refused ones consumed nothing.
+	if status, body := redeem(t, good, rt); status != 200 {
+		t.Fatalf("refresh after the refused instances: %d %s", status, body)
+	}
+	if out := good.proc.Output(); strings.Contains(out, secret) {
+		t.Errorf("the password in the log of the instance using it:\n%s", out)
 	}
 }

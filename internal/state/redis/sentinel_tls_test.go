@@ -127,6 +127,28 @@ func TestSentinelAuth(t *testing.T) {
 	}
 }
 
+// TestPasswordRefused: a server refusing the configured password (wrong,
+// or none given to a server that requires one) is unavailability, as a
+// refused Sentinel password is, not a reply error: the endpoints answer
+// 503 and Caddy starts.
+func TestPasswordRefused(t *testing.T) {
+	srv := testredis.Start(t)
+	if _, err := srv.Do("CONFIG SET requirepass server-Secret"); err != nil {
+		t.Fatal(err)
+	}
+	for _, password := range []string{"not-the-server-secret", ""} {
+		h := open(t, Redis{Addresses: []string{srv.Addr()}, Password: password})
+		err := h.Revocations.Revoke(context.Background(), "x", time.Now().Add(time.Minute))
+		if !errors.Is(err, state.ErrUnavailable) || strings.Contains(err.Error(), "server-Secret") {
+			t.Fatalf("password %q: %v; want ErrUnavailable without the password", password, err)
+		}
+	}
+	h := open(t, Redis{Addresses: []string{srv.Addr()}, Password: "server-Secret"})
+	if err := h.Revocations.Revoke(context.Background(), "x", time.Now().Add(time.Minute)); err != nil {
+		t.Fatalf("with the password: %v", err)
+	}
+}
+
 // TestTLS runs the state over TLS: with the CA file, with a client
 // certificate where the server asks for one; a server whose certificate
 // is not signed by the configured CA, or that asks for a client
