@@ -22,6 +22,16 @@ import (
 // directory of its own: Redis (state redis <addrs>) is all they share.
 func startOnRedis(t *testing.T, addrs []string, upstreamURL string, extra []string, ports ...int) []*instance {
 	t.Helper()
+	out := spawnOnRedis(t, addrs, upstreamURL, extra, ports...)
+	for _, in := range out {
+		in.proc.WaitReady(in.base + "/.well-known/jwks.json")
+	}
+	return out
+}
+
+// spawnOnRedis is startOnRedis without waiting for the instances.
+func spawnOnRedis(t *testing.T, addrs []string, upstreamURL string, extra []string, ports ...int) []*instance {
+	t.Helper()
 	testcaddy.Binary(t)
 	lines := append([]string{"state redis " + strings.Join(addrs, " ") + " {\n\t\t\ttimeout 300ms\n\t\t\tdial_timeout 300ms\n\t\t}"}, extra...)
 	var out []*instance
@@ -29,9 +39,6 @@ func startOnRedis(t *testing.T, addrs []string, upstreamURL string, extra []stri
 		in := &instance{base: fmt.Sprintf("http://localhost:%d", p), cfg: clusterConfig(p, t.TempDir(), upstreamURL, lines...)}
 		in.proc = testcaddy.SpawnProcess(t, in.cfg)
 		out = append(out, in)
-	}
-	for _, in := range out {
-		in.proc.WaitReady(in.base + "/.well-known/jwks.json")
 	}
 	return out
 }

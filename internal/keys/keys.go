@@ -72,6 +72,15 @@ type Config struct {
 // unreachable at start); it wraps state.ErrUnavailable, answered 503.
 var ErrNotLoaded = fmt.Errorf("signing keys not loaded yet: %w", state.ErrUnavailable)
 
+// errSettling: the storage holds no signing key but is settling
+// (state.Settler), so the keys running instances hold may still be
+// written back; none is made meanwhile.
+var errSettling = fmt.Errorf("no signing key in a state store that just came back empty or is new: waiting for running instances to write theirs back: %w", state.ErrUnavailable)
+
+// settlePoll is how often Load looks again for signing keys written back
+// while the storage settles.
+const settlePoll = 100 * time.Millisecond
+
 // retireMargin is added to MaxTokenTTL before a replaced key is dropped; it
 // covers verifiers' clock leeway.
 const retireMargin = 5 * time.Minute
@@ -144,7 +153,11 @@ func (m *Manager) CheckInterval() time.Duration {
 
 // Load reads the keys from storage, making the first key (under the storage
 // lock, so that instances starting together agree on it) if there is none
-// or if the configured algorithm changed.
+// or if the configured algorithm changed. On a storage that is settling
+// (state.Settler: a Redis just found empty) it waits, looking again every
+// settlePoll, until keys are written back or the storage settled, so that
+// the instance starts with the keys in use; the first start of a new
+// cluster on Redis waits so once.
 func (m *Manager) Load(ctx context.Context) error {
 	if m.cfg.Static != nil {
 		kid, err := thumbprintKID(m.cfg.Static)
@@ -160,7 +173,20 @@ func (m *Manager) Load(ctx context.Context) error {
 	if err := m.reload(ctx); err != nil {
 		return err
 	}
-	return m.rotateIfDue(ctx)
+	for waited := false; ; waited = true {
+		err := m.rotateIfDue(ctx)
+		if !errors.Is(err, errSettling) {
+			return err
+		}
+		if !waited {
+			m.cfg.Logger.Info("no signing key in a state store that just came back empty or is new; waiting for running instances to write theirs back")
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(settlePoll):
+		}
+	}
 }
 
 // Check rereads the keys from storage and rotates them when due; the
@@ -174,7 +200,9 @@ func (m *Manager) Check(ctx context.Context) {
 		m.cfg.Logger.Error("reloading signing keys", zap.Error(err))
 		return
 	}
-	if err := m.rotateIfDue(ctx); err != nil {
+	if err := m.rotateIfDue(ctx); errors.Is(err, errSettling) {
+		m.cfg.Logger.Info("signing keys not made yet", zap.Error(err))
+	} else if err != nil {
 		m.cfg.Logger.Error("rotating signing keys", zap.Error(err))
 	}
 }
@@ -311,6 +339,21 @@ func (m *Manager) rotateIfDue(ctx context.Context) error {
 	}
 	if !m.due(m.snap.Load()) {
 		return nil
+	}
+	if s := m.snap.Load(); s == nil || len(s.keys) == 0 {
+		// The first key of an empty storage. If it is a Redis that came
+		// back empty, the running instances write their keys back within
+		// moments and never over a key made now, which would replace
+		// theirs: every token they signed would be refused.
+		if st, ok := m.cfg.Storage.(state.Settler); ok {
+			settling, err := st.Settling(ctx)
+			if err != nil {
+				return fmt.Errorf("checking the state store before making the first signing key: %w", err)
+			}
+			if settling {
+				return errSettling
+			}
+		}
 	}
 	now := m.cfg.Now()
 	var old []*Key

@@ -62,6 +62,17 @@ type ResetNotifier interface {
 	OnReset(f func())
 }
 
+// Settler is a Handles.Storage whose store can come back empty while
+// instances that still hold its data write it back within moments (a
+// Redis restarted empty). Settling reports whether the store is in that
+// moment: it has just been found empty (new, or lost), so what it lacks
+// may still come. internal/keys makes no first signing key while it is,
+// so that an instance starting then signs with the keys written back
+// rather than a key of its own that would replace them.
+type Settler interface {
+	Settling(ctx context.Context) (bool, error)
+}
+
 // Revocations is the list of revoked access tokens, by jti.
 type Revocations interface {
 	// Revoke denies the token with this jti until its exp (plus the

@@ -119,6 +119,10 @@ func (p *Process) WaitReady(healthURL string) {
 	}
 }
 
+// Signal sends sig to the process: SIGSTOP and SIGCONT pause and resume
+// it, as an instance too slow to notice something would be.
+func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
 // Stop ends the process gracefully (SIGINT) and waits for it.
 func (p *Process) Stop() {
 	select {

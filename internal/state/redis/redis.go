@@ -15,6 +15,7 @@
 //	<key_prefix>{<issuer id>}:fam:<id>   a refresh token family, expiring with it (families.go)
 //	<key_prefix>{<issuer id>}:seen:<h>   a client assertion's jti, expiring with it (seen.go)
 //	<key_prefix>{<issuer id>}:epoch      set once per life of the data
+//	<key_prefix>{<issuer id>}:settling   set with it, expiring after settleGrace (epoch.go)
 //	<key_prefix>{<issuer id>}:revocations  pub/sub channel of new revocations
 //	<key_prefix>{<issuer id>}:clients      pub/sub channel of client changes (clients.go)
 //
@@ -27,12 +28,14 @@
 // revocation again. When the epoch key is gone, Redis lost its data: the
 // instance writes back the signing keys and revocations it holds (without
 // overwriting what another instance wrote back first) before it sets a new
-// epoch, so nobody mints new keys over the ones in use. Refresh token
-// families are not held in memory and are lost with Redis' data, so the
-// refresh token MAC keys are not written back: every refresh token made
-// before the loss is refused (internal/refresh, keyStored), and the
-// instances load or make new keys. Run Redis with persistence
-// (appendonly yes).
+// epoch, so nobody mints new keys over the ones in use. For settleGrace
+// after a new epoch no first signing key is made (state.Settler), and an
+// instance that finds the epoch set by another (one that had nothing to
+// write back) still writes back (epoch.go). Refresh token families are not
+// held in memory and are lost with Redis' data, so the refresh token MAC
+// keys are not written back: every refresh token made before the loss is
+// refused (internal/refresh, keyStored), and the instances load or make
+// new keys. Run Redis with persistence (appendonly yes).
 package redis
 
 import (

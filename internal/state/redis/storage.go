@@ -278,4 +278,5 @@ func isConnectivity(msg string) bool {
 var (
 	_ certmagic.Storage   = (*storage)(nil)
 	_ state.ResetNotifier = (*storage)(nil)
+	_ state.Settler       = (*storage)(nil)
 )
