@@ -27,11 +27,14 @@
 // that the file is still the one at the key (a Sweep may have deleted it),
 // reads it, writes the new record over it from offset 0, padded with
 // spaces (valid JSON whitespace) to at least the file's size so that it
-// never shrinks, and fdatasyncs it before the answer. As FileStorage.Store
-// does, it does not sync the directory: a new record's file is durable with
-// its directory entry where the file system journals both in one
-// transaction (ext4, XFS). Load takes the shared lock, so it never reads a
-// record half-written.
+// never shrinks, and returns once it is on disk: the writes waiting at one
+// moment share one syncfs(2) of the storage's file system (a group commit:
+// one disk flush for every redemption in flight rather than one each,
+// which is what bounds redemptions once nothing else does). As
+// FileStorage.Store does, it does not sync the directory: a new record's
+// file is durable with its directory entry where the file system journals
+// both in one transaction (ext4, XFS). Load takes the shared lock, so it
+// never reads a record half-written.
 //
 // These locks are not certmagic's lock files: all instances sharing a
 // storage directory must take them, so the instances of a cluster on one
@@ -47,6 +50,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -54,7 +58,8 @@ import (
 
 // Dir is a FileStorage whose records are updated in place.
 type Dir struct {
-	fs *certmagic.FileStorage
+	fs     *certmagic.FileStorage
+	commit *committer
 }
 
 // For returns the Dir of st when st is Caddy's file storage on a system
@@ -64,8 +69,22 @@ func For(st certmagic.Storage) (*Dir, bool) {
 	if !ok || fs == nil || fs.Path == "" || !supported {
 		return nil, false
 	}
-	return &Dir{fs: fs}, true
+	commitsMu.Lock()
+	defer commitsMu.Unlock()
+	c := commits[fs.Path]
+	if c == nil {
+		c = &committer{}
+		commits[fs.Path] = c
+	}
+	return &Dir{fs: fs, commit: c}, true
 }
+
+// commits holds one committer per storage path, so that every issuer of
+// the process shares its flushes.
+var (
+	commitsMu sync.Mutex
+	commits   = map[string]*committer{}
+)
 
 // padding is the size records are rounded up to, so that rewriting one
 // rarely changes its file's size.
@@ -117,7 +136,7 @@ func (d *Dir) updateLocked(ctx context.Context, f *os.File, name string, created
 		}
 		return true, err
 	}
-	if err := writeRecord(f, next, size); err != nil {
+	if err := writeRecord(f, next, size, d.commit.sync); err != nil {
 		return true, fmt.Errorf("writing %s: %w", filepath.Base(name), err)
 	}
 	return true, nil
@@ -202,7 +221,7 @@ func readRecord(f *os.File, size int64) ([]byte, error) {
 
 // writeRecord writes data over f from its start, padded with spaces to at
 // least the file's size, and syncs it.
-func writeRecord(f *os.File, data []byte, size int64) error {
+func writeRecord(f *os.File, data []byte, size int64, sync func(*os.File) error) error {
 	n := max(int64(len(data)+padding-1)/padding*padding, size)
 	buf := make([]byte, n)
 	copy(buf, data)
@@ -212,5 +231,52 @@ func writeRecord(f *os.File, data []byte, size int64) error {
 	if _, err := f.WriteAt(buf, 0); err != nil {
 		return err
 	}
-	return datasync(f)
+	return sync(f)
+}
+
+// committer makes writes durable in groups: a write waiting for its sync
+// while none runs syncs its group (Linux: syncfs(2), one flush of the file
+// system for every record written before it began); the writes arriving
+// meanwhile gather into the next group, which one of them syncs when the
+// running one ends. Concurrent redemptions so share a flush instead of
+// each waiting for its own (BENCHMARKS.md, issue 13).
+type committer struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	group   *group // gathering
+	running bool
+}
+
+type group struct {
+	finished bool
+	err      error
+}
+
+func (c *committer) sync(f *os.File) error {
+	if syncGroup == nil {
+		return datasync(f)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cond.L == nil {
+		c.cond.L = &c.mu
+	}
+	if c.group == nil {
+		c.group = &group{}
+	}
+	g := c.group
+	for !g.finished {
+		if c.running {
+			c.cond.Wait()
+			continue
+		}
+		// Nothing runs, so g is still gathering: sync it.
+		c.running, c.group = true, nil
+		c.mu.Unlock()
+		err := syncGroup(f)
+		c.mu.Lock()
+		g.err, g.finished, c.running = err, true, false
+		c.cond.Broadcast()
+	}
+	return g.err
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -204,4 +205,54 @@ func TestUpdateOfDeletedFileStartsAgain(t *testing.T) {
 	if done || err != nil {
 		t.Fatalf("updateLocked on a deleted file: done %v, %v", done, err)
 	}
+}
+
+// Concurrent Updates share flushes, and none returns before a flush that
+// began after its record was handed over for writing.
+func TestUpdatesShareFlushes(t *testing.T) {
+	if syncGroup == nil {
+		t.Skip("no group flush on this system: each record is synced on its own")
+	}
+	type span struct{ start, end time.Time }
+	var mu sync.Mutex
+	var flushes []span
+	real := syncGroup
+	syncGroup = func(f *os.File) error {
+		start := time.Now()
+		time.Sleep(5 * time.Millisecond) // a slow disk, so that writes gather
+		err := real(f)
+		mu.Lock()
+		flushes = append(flushes, span{start, time.Now()})
+		mu.Unlock()
+		return err
+	}
+	defer func() { syncGroup = real }()
+	_, d := newDir(t, t.TempDir())
+	const n = 32
+	handed, returned := make([]time.Time, n), make([]time.Time, n)
+	testsync.AtOnce(n, func(i int) {
+		err := d.Update(context.Background(), "p/k"+strconv.Itoa(i), func([]byte) ([]byte, bool, error) {
+			handed[i] = time.Now()
+			return []byte(`{"n":1}`), true, nil
+		})
+		returned[i] = time.Now()
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	if len(flushes) >= n {
+		t.Errorf("%d concurrent Updates ran %d flushes: none shared", n, len(flushes))
+	}
+	for i := range n {
+		covered := false
+		for _, f := range flushes {
+			if !f.start.Before(handed[i]) && !f.end.After(returned[i]) {
+				covered = true
+			}
+		}
+		if !covered {
+			t.Fatalf("Update %d returned without a flush that began after its write", i)
+		}
+	}
+	t.Logf("%d Updates, %d flushes", n, len(flushes))
 }

@@ -39,3 +39,7 @@ func stillAt(f *os.File, name string) (size int64, current bool, err error) {
 }
 
 func datasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
+
+// syncGroup flushes f's whole file system (syncfs(2)): every record
+// written before the call is on disk when it returns.
+var syncGroup = func(f *os.File) error { return unix.Syncfs(int(f.Fd())) }

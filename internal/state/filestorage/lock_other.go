@@ -18,3 +18,6 @@ func tryLock(*os.File, bool) (bool, error) { return false, errUnsupported }
 func stillAt(*os.File, string) (int64, bool, error) { return 0, false, errUnsupported }
 
 func datasync(f *os.File) error { return f.Sync() }
+
+// syncGroup is nil: each record is synced on its own.
+var syncGroup func(*os.File) error
