@@ -3,9 +3,7 @@ package refresh
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
@@ -50,37 +48,21 @@ func (f *storageFamilies) lockName(id string) string {
 }
 
 func (f *storageFamilies) Load(ctx context.Context, id string) (state.Family, bool, error) {
-	if f.file == nil {
-		var rec state.Family
-		found, err := loadJSON(ctx, f.storage, f.logger, f.key(id), &rec)
-		return rec, found, err
+	load := f.storage.Load
+	if f.file != nil {
+		load = f.file.Load
 	}
-	data, err := f.file.Load(ctx, f.key(id))
-	if errors.Is(err, fs.ErrNotExist) {
-		return state.Family{}, false, nil
-	}
-	if err != nil {
-		return state.Family{}, false, fmt.Errorf("loading refresh token state: %w", err)
-	}
-	return f.decode(id, data)
-}
-
-func (f *storageFamilies) decode(id string, data []byte) (state.Family, bool, error) {
+	data, err := load(ctx, f.key(id))
 	var rec state.Family
-	if data == nil {
-		return rec, false, nil
-	}
-	if err := json.Unmarshal(data, &rec); err != nil {
-		f.logger.Error("corrupt refresh token record; refusing it", zap.String("key", f.key(id)), zap.Error(err))
-		return rec, false, errCorrupt
-	}
-	return rec, true, nil
+	found, err := loaded(f.logger, f.key(id), data, err, &rec)
+	return rec, found, err
 }
 
 func (f *storageFamilies) Update(ctx context.Context, id string, decide func(state.Family, bool) (state.Family, bool, error)) error {
 	if f.file != nil {
 		return f.file.Update(ctx, f.key(id), func(old []byte) ([]byte, bool, error) {
-			rec, found, err := f.decode(id, old)
+			var rec state.Family
+			found, err := loaded(f.logger, f.key(id), old, nil, &rec)
 			if err != nil {
 				return nil, false, err
 			}

@@ -560,11 +560,20 @@ func (s *Store) storeJSON(ctx context.Context, key string, v any) error {
 // is errCorrupt, so the token is refused rather than guessed at.
 func loadJSON(ctx context.Context, st certmagic.Storage, logger *zap.Logger, key string, v any) (bool, error) {
 	data, err := st.Load(ctx, key)
-	if errors.Is(err, fs.ErrNotExist) {
+	return loaded(logger, key, data, err, v)
+}
+
+// loaded reads into v what a load of key returned: a missing record (an
+// fs.ErrNotExist error, or no data) is (false, nil), and corrupt content
+// is errCorrupt, so the token is refused rather than guessed at.
+func loaded(logger *zap.Logger, key string, data []byte, err error, v any) (bool, error) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return false, nil
-	}
-	if err != nil {
+	case err != nil:
 		return false, fmt.Errorf("loading refresh token state: %w", err)
+	case data == nil:
+		return false, nil
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		logger.Error("corrupt refresh token record; refusing it", zap.String("key", key), zap.Error(err))
