@@ -74,6 +74,7 @@ func For(st certmagic.Storage) (*Dir, bool) {
 	c := commits[fs.Path]
 	if c == nil {
 		c = &committer{}
+		c.cond.L = &c.mu
 		commits[fs.Path] = c
 	}
 	return &Dir{fs: fs, commit: c}, true
@@ -258,9 +259,6 @@ func (c *committer) sync(f *os.File) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cond.L == nil {
-		c.cond.L = &c.mu
-	}
 	if c.group == nil {
 		c.group = &group{}
 	}
